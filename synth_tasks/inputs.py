@@ -1,0 +1,126 @@
+"""Reading raw input records (JSONL or Parquet) with errors that name the file and the row.
+
+A problem with one row fails that row (it is reported, not dropped); a problem with a whole file
+(unreadable, empty, corrupt, missing column) fails that file's records as one entry and leaves the
+other files alone. Only when nothing at all is readable does the stage itself fail."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synth_tasks.storage import Store
+
+
+class InputError(ValueError):
+    """Input that cannot be used; the message names the file (and the row where there is one)."""
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    id: str
+    text: str
+    source: str  # file URL
+    row: int  # 1-based line (JSONL) or row index + 1 (Parquet)
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str
+    error: str
+
+
+def list_input_files(store: Store, pattern: str) -> list[str]:
+    """A file, a directory (its *.jsonl/*.parquet files) or a glob."""
+    if any(ch in pattern for ch in "*?["):
+        files = store.glob(pattern)
+    elif store.fs.isdir(store._path(pattern)):
+        files = store.glob(pattern.rstrip("/") + "/*.jsonl") + store.glob(pattern.rstrip("/") + "/*.parquet")
+    else:
+        files = [pattern] if store.exists(pattern) else []
+    if not files:
+        raise InputError(f"no input files match {pattern!r}")
+    return files
+
+
+def _row_id(name: str, row: int, raw_id) -> str:
+    return f"{name}#{row}" if raw_id is None or raw_id == "" else str(raw_id)
+
+
+def read_text_records(store: Store, url: str, text_column: str, id_column: str | None = None
+                      ) -> tuple[list[InputRecord], list[BadInput]]:
+    """Read one JSONL or Parquet file; raise InputError for a whole-file problem."""
+    name = url.rsplit("/", 1)[-1]
+    try:
+        data = store.read_bytes(url)
+    except OSError as exc:
+        raise InputError(f"{url}: cannot read: {exc}") from exc
+    if not data.strip():
+        raise InputError(f"{url}: file is empty")
+    if url.endswith(".parquet"):
+        rows = _parquet_rows(url, data, text_column, id_column)
+    elif url.endswith((".jsonl", ".json")):
+        rows = _jsonl_rows(url, data)
+    else:
+        raise InputError(f"{url}: unsupported input format (expected .jsonl or .parquet)")
+
+    good: list[InputRecord] = []
+    bad: list[BadInput] = []
+    seen: set[str] = set()
+    missing_column_rows = 0
+    for row, obj, err in rows:
+        if err is not None:
+            bad.append(BadInput(f"{name}#{row}", f"bad_row: {url} row {row}: {err}"))
+            continue
+        rid = _row_id(name, row, obj.get(id_column) if id_column else None)
+        if rid in seen:
+            bad.append(BadInput(f"{name}#{row}", f"duplicate_id: {url} row {row}: id {rid!r} seen before"))
+            continue
+        seen.add(rid)
+        if text_column not in obj:
+            missing_column_rows += 1
+            bad.append(BadInput(rid, f"missing_column: {url} row {row}: no column {text_column!r}"))
+            continue
+        text = obj[text_column]
+        if not isinstance(text, str):
+            bad.append(BadInput(rid, f"bad_type: {url} row {row}: {text_column!r} is {type(text).__name__}, not text"))
+            continue
+        good.append(InputRecord(id=rid, text=text, source=url, row=row))
+    if rows and missing_column_rows == len(rows):
+        raise InputError(f"{url}: no column {text_column!r} in any row")
+    return good, bad
+
+
+def _parquet_rows(url: str, data: bytes, text_column: str, id_column: str | None):
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{url}: not a readable Parquet file: {exc}") from exc
+    for col in filter(None, (text_column, id_column)):
+        if col not in table.column_names:
+            raise InputError(f"{url}: no column {col!r} (columns: {table.column_names})")
+    return [(i + 1, obj, None) for i, obj in enumerate(table.to_pylist())]
+
+
+def _jsonl_rows(url: str, data: bytes):
+    rows = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            rows.append((lineno, None, f"not UTF-8 at byte {exc.start}"))
+            continue
+        except json.JSONDecodeError as exc:
+            rows.append((lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(obj, dict):
+            rows.append((lineno, None, f"expected a JSON object, got {type(obj).__name__}"))
+            continue
+        rows.append((lineno, obj, None))
+    return rows

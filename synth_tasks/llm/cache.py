@@ -1,0 +1,44 @@
+"""Content-addressed cache of LLM responses in the staging store.
+
+The key hashes everything that determines a response (model, messages, sampling params including
+the seed, response format), so re-running a failed or killed task re-sends no request that already
+completed, and changing any input makes a new key instead of a stale hit. One object per response:
+a killed task loses at most the requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+from synth_tasks.storage import Store
+
+
+def cache_key(model: str, messages: list[dict], sampling: dict, response_format: dict | None) -> str:
+    payload = {"model": model, "messages": messages, "sampling": sampling, "response_format": response_format}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, store: Store, root_url: str):
+        self.store, self.root = store, root_url.rstrip("/")
+
+    def _url(self, key: str) -> str:
+        return f"{self.root}/{key[:2]}/{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads(self.store.read_bytes(self._url(key)))
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        self.store.write_bytes(self._url(key), json.dumps(value, ensure_ascii=False).encode())
+
+    # Filesystem calls (s3fs among them) block, so the async client runs them off the event loop.
+    async def aget(self, key: str) -> dict | None:
+        return await asyncio.to_thread(self.get, key)
+
+    async def aput(self, key: str, value: dict) -> None:
+        await asyncio.to_thread(self.put, key, value)

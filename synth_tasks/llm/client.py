@@ -1,0 +1,285 @@
+"""The one LLM client every stage uses: an async OpenAI-compatible chat client with bounded
+concurrency, retries with backoff, a per-request deadline, structured output, a response cache,
+token accounting and an optional token budget.
+
+It talks to llama.cpp's server, vLLM, OpenAI or ZhipuAI's OpenAI-compatible endpoint unchanged;
+only ``EndpointConfig`` differs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+import httpx
+import openai
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from synth_tasks.config import EndpointConfig, SamplingParams
+from synth_tasks.llm.cache import ResponseCache, cache_key
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 300.0
+
+
+class LLMError(Exception):
+    """A request that did not produce a usable answer. ``kind`` is a short machine-readable tag,
+    ``raw`` the model's text where there was one."""
+
+    def __init__(self, kind: str, message: str, raw: str | None = None):
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.raw = kind, raw
+
+
+class BudgetExhausted(LLMError):
+    def __init__(self, limit: int):
+        super().__init__("token_budget_exhausted", f"the run's budget of {limit} fresh tokens is spent")
+
+
+@dataclass
+class Usage:
+    """Counters for one client (one task); summed across tasks into the run summary."""
+
+    requests: int = 0  # answered by the endpoint (fresh)
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def fresh_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChatResult:
+    text: str
+    model: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool = False
+    parsed: BaseModel | None = field(default=None, repr=False)
+
+
+class _RetryableResponse(Exception):
+    """An answer that is worth asking again for (malformed body, empty choices)."""
+
+
+def _retry_after_s(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return None  # an HTTP date; rare for LLM APIs, fall back to backoff
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, TimeoutError, _RetryableResponse)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+    # A 200 whose body is not JSON (a proxy's error page, a cut-off stream).
+    return isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError))
+
+
+def _classify(exc: BaseException) -> str:
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection_error"
+    if isinstance(exc, openai.APIStatusError):
+        return f"http_{exc.status_code}"
+    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, _RetryableResponse)):
+        return "malformed_response"
+    return type(exc).__name__
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def _json_text(text: str) -> str:
+    """Models often wrap JSON in a code fence; take what is inside."""
+    stripped = text.strip()
+    m = _FENCE.match(stripped)
+    return m.group(1) if m else stripped
+
+
+class LLMClient:
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        *,
+        concurrency: int = 4,
+        request_timeout_s: float = 300.0,
+        max_retries: int = 6,
+        cache: ResponseCache | None = None,
+        token_budget: int | None = None,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+    ):
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.request_timeout_s = request_timeout_s
+        self.max_retries = max_retries
+        self.cache = cache
+        self.token_budget = token_budget
+        self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.usage = Usage()
+        self._openai: openai.AsyncOpenAI | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # The SDK client and the semaphore bind to the running event loop, so they are made lazily.
+    def _client(self) -> openai.AsyncOpenAI:
+        if self._openai is None:
+            self._openai = openai.AsyncOpenAI(
+                base_url=self.endpoint.base_url,
+                api_key=self.endpoint.api_key.get_secret_value(),
+                max_retries=0,  # retries are ours: one policy for every backend
+                timeout=self.request_timeout_s,
+                http_client=httpx.AsyncClient(
+                    timeout=self.request_timeout_s,
+                    limits=httpx.Limits(max_connections=self.concurrency,
+                                        max_keepalive_connections=self.concurrency),
+                ),
+            )
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._openai
+
+    async def aclose(self) -> None:
+        if self._openai is not None:
+            await self._openai.close()
+            self._openai = None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after_s(exc) if exc else None
+        if retry_after is not None:
+            return retry_after
+        exp = self.backoff_initial_s * 2 ** (state.attempt_number - 1)
+        return min(self.backoff_max_s, exp) * (0.5 + random.random() / 2)  # "equal jitter"
+
+    def _response_format(self, response_model: type[BaseModel] | None) -> dict | None:
+        if response_model is None:
+            return None
+        schema = response_model.model_json_schema()
+        mode = self.endpoint.structured_output
+        if mode == "json_schema":
+            return {"type": "json_schema",
+                    "json_schema": {"name": response_model.__name__, "schema": schema}}
+        if mode == "json_object_schema":
+            return {"type": "json_object", "schema": schema}
+        return None  # "prompt": the schema travels in the messages instead
+
+    async def chat(
+        self,
+        messages: list[dict],
+        sampling: SamplingParams,
+        response_model: type[BaseModel] | None = None,
+    ) -> ChatResult:
+        """One chat completion. Raises LLMError (kind, raw) when no usable answer comes."""
+        if response_model is not None and self.endpoint.structured_output == "prompt":
+            schema = json.dumps(response_model.model_json_schema())
+            messages = [*messages, {"role": "system",
+                                    "content": f"Reply with one JSON object that matches this JSON schema:\n{schema}"}]
+        result = await self._complete(messages, sampling, self._response_format(response_model))
+        if response_model is None:
+            return result
+        try:
+            result.parsed = response_model.model_validate_json(_json_text(result.text))
+            return result
+        except ValidationError as first_error:
+            repair = [*messages, {"role": "assistant", "content": result.text},
+                      {"role": "user", "content": (
+                          "Your reply was not valid JSON for the required schema. Problems: "
+                          f"{_short_errors(first_error)}. Reply again with only the corrected JSON object.")}]
+        repaired = await self._complete(repair, sampling, self._response_format(response_model))
+        try:
+            repaired.parsed = response_model.model_validate_json(_json_text(repaired.text))
+            return repaired
+        except ValidationError as second_error:
+            raise LLMError("invalid_structured_output", _short_errors(second_error), raw=repaired.text) from None
+
+    async def _complete(self, messages: list[dict], sampling: SamplingParams, response_format: dict | None
+                        ) -> ChatResult:
+        model = self.endpoint.model
+        params = sampling.model_dump(exclude_none=True)
+        key = cache_key(model, messages, params, response_format)
+        if self.cache is not None:
+            hit = await self.cache.aget(key)
+            if hit is not None:
+                self.usage.cache_hits += 1
+                return ChatResult(**hit, cached=True)
+        if self.token_budget is not None and self.usage.fresh_tokens >= self.token_budget:
+            raise BudgetExhausted(self.token_budget)
+
+        client = self._client()
+        extra = {"response_format": response_format} if response_format else {}
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.max_retries + 1),
+                wait=self._wait,
+                retry=retry_if_exception(_is_retryable),
+                before_sleep=self._before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    async with self._semaphore:
+                        async with asyncio.timeout(self.request_timeout_s):
+                            response = await client.chat.completions.create(
+                                model=model, messages=messages, **params, **extra)
+                    if not getattr(response, "choices", None):
+                        raise _RetryableResponse("response has no choices")
+        except LLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded LLMError
+            self.usage.failures += 1
+            raise LLMError(_classify(exc), _describe(exc)) from exc
+
+        choice = response.choices[0]
+        usage = response.usage
+        result = ChatResult(
+            text=choice.message.content or "",
+            model=response.model or model,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+        self.usage.requests += 1
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.completion_tokens += result.completion_tokens
+        if self.cache is not None:
+            await self.cache.aput(key, {k: v for k, v in asdict(result).items() if k not in ("cached", "parsed")})
+        return result
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.usage.retries += 1
+        exc = state.outcome.exception()
+        log.warning("LLM request failed (%s), retry %d in %.1fs", _classify(exc), state.attempt_number,
+                    state.next_action.sleep if state.next_action else 0.0)
+
+
+def _describe(exc: BaseException) -> str:
+    # Never the request itself: it carries the Authorization header.
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code} from the LLM endpoint: {str(exc.message)[:300]}"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _short_errors(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in err.errors()[:5])

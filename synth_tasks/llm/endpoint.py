@@ -1,0 +1,62 @@
+"""Which LLM endpoint a run talks to, in order of precedence:
+
+1. an Airflow connection (resolved by the DAG glue and passed in as a dict),
+2. the environment: SYNTH_LLM_BASE_URL, SYNTH_LLM_MODEL, SYNTH_LLM_API_KEY, SYNTH_LLM_PROVIDER,
+3. the embedded llama.cpp server started by ``python -m synth_tasks.llm.embedded start``.
+
+A provider preset fills what the endpoint itself does not say (default URL, how to ask for JSON)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import SecretStr
+
+from synth_tasks.config import EndpointConfig
+from synth_tasks.llm import embedded
+
+# provider -> defaults. vLLM and OpenAI take response_format=json_schema; ZhipuAI's
+# OpenAI-compatible v4 API does not document it, so the schema goes into the prompt.
+PROVIDERS: dict[str, dict] = {
+    "openai": {"base_url": "https://api.openai.com/v1", "structured_output": "json_schema"},
+    "vllm": {"structured_output": "json_schema"},
+    "zhipuai": {"base_url": "https://open.bigmodel.cn/api/paas/v4", "structured_output": "prompt"},
+    "llama_cpp": {"structured_output": "json_object_schema"},
+}
+
+
+class EndpointNotConfigured(RuntimeError):
+    pass
+
+
+def _from_parts(provider: str, base_url: str | None, model: str | None, api_key: str | None,
+                structured_output: str | None) -> EndpointConfig:
+    if provider not in PROVIDERS:
+        raise EndpointNotConfigured(f"unknown LLM provider {provider!r}; known: {sorted(PROVIDERS)}")
+    preset = PROVIDERS[provider]
+    base_url = base_url or preset.get("base_url")
+    if not base_url or not model:
+        raise EndpointNotConfigured(f"LLM endpoint needs a base URL and a model (provider {provider!r})")
+    return EndpointConfig(base_url=base_url.rstrip("/"), model=model,
+                          api_key=SecretStr(api_key or "not-needed"),
+                          structured_output=structured_output or preset["structured_output"])
+
+
+def resolve_endpoint(connection: dict | None = None, model_override: str | None = None) -> EndpointConfig:
+    """``connection``: {"host", "password", "extra": {"model", "provider", "structured_output"}}."""
+    if connection:
+        extra = connection.get("extra") or {}
+        return _from_parts(extra.get("provider", "vllm"), connection.get("host"),
+                           model_override or extra.get("model"), connection.get("password"),
+                           extra.get("structured_output"))
+    if os.environ.get("SYNTH_LLM_BASE_URL") or os.environ.get("SYNTH_LLM_PROVIDER"):
+        return _from_parts(os.environ.get("SYNTH_LLM_PROVIDER", "vllm"), os.environ.get("SYNTH_LLM_BASE_URL"),
+                           model_override or os.environ.get("SYNTH_LLM_MODEL"),
+                           os.environ.get("SYNTH_LLM_API_KEY"), os.environ.get("SYNTH_LLM_STRUCTURED_OUTPUT"))
+    state = embedded.read_state()
+    if state is None:
+        raise EndpointNotConfigured(
+            "no LLM endpoint: set an Airflow connection or SYNTH_LLM_BASE_URL, or start the embedded "
+            "server with `make llm-up` (python -m synth_tasks.llm.embedded start)")
+    return _from_parts("llama_cpp", state["base_url"], model_override or state["model"], None,
+                       state.get("structured_output"))

@@ -1,0 +1,32 @@
+"""What every stage does at its end: check the ledger is complete, write the kept records, the
+dropped ones (for audit) and the ledger rows, and return the small result that goes to XCom."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+
+from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
+from synth_tasks.storage import RunLayout
+
+
+def finish_stage(
+    layout: RunLayout,
+    ledger: StageLedger,
+    input_ids: list[str],
+    outputs: list[dict],
+    *,
+    started: float,
+    dropped: list[dict] | None = None,
+    schema: pa.Schema | None = None,
+    extra_stats: dict | None = None,
+) -> dict:
+    ledger.check_complete(input_ids)
+    stage, shard = ledger.stage, ledger.shard
+    output = layout.store.write_parquet(layout.part(stage, shard), outputs, schema)
+    layout.store.write_parquet(layout.ledger_part(stage, shard), ledger.rows, LEDGER_SCHEMA)
+    if dropped:
+        layout.store.write_parquet(layout.part(f"_dropped/{stage}", shard), dropped)
+    stats = ledger.stats() | {"produced": len(outputs), "seconds": round(time.monotonic() - started, 3)}
+    return {"output": output, "stats": stats | (extra_stats or {})}

@@ -1,0 +1,129 @@
+"""Staging storage on any fsspec filesystem (local files by default, S3 at scale).
+
+One layout for every DAG::
+
+    {root}/{dag_id}/{partition}/{stage}/part-{shard:05d}.parquet
+    {root}/{dag_id}/{partition}/_ledger/{stage}/part-{shard:05d}.parquet
+    {root}/{dag_id}/{partition}/_summary.json
+    {root}/_cache/llm/...                      (LLM responses by content hash, shared by all runs)
+
+Writes are atomic: on a local filesystem through a temporary file and a rename, on object stores
+because a PUT only becomes visible once complete. A re-run of a task rewrites its own shard only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+
+class Store:
+    """A root URL plus the fsspec filesystem that serves it. Paths passed around are full URLs."""
+
+    def __init__(self, root: str, fs: fsspec.AbstractFileSystem | None = None):
+        if fs is None:
+            fs, path = fsspec.core.url_to_fs(root)
+        else:
+            path = fs._strip_protocol(root)
+        self.fs = fs
+        self.root_path = path.rstrip("/")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.protocol = "file" if isinstance(fs, LocalFileSystem) else protocol
+        self.root = self.url(self.root_path)
+
+    # -- addressing ---------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"{self.protocol}://{path}"
+
+    def _path(self, url_or_path: str) -> str:
+        return self.fs._strip_protocol(url_or_path)
+
+    def join(self, *parts: str) -> str:
+        return self.url("/".join([self.root_path, *[p.strip("/") for p in parts]]))
+
+    # -- bytes ----------------------------------------------------------------------------------
+    def write_bytes(self, url: str, data: bytes) -> str:
+        path = self._path(url)
+        parent = path.rsplit("/", 1)[0]
+        if isinstance(self.fs, LocalFileSystem):
+            os.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+        else:
+            self.fs.pipe_file(path, data)
+        return self.url(path)
+
+    def read_bytes(self, url: str) -> bytes:
+        return self.fs.cat_file(self._path(url))
+
+    def exists(self, url: str) -> bool:
+        return self.fs.exists(self._path(url))
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(self.url(p) for p in self.fs.glob(self._path(pattern)))
+
+    def delete_tree(self, url: str) -> None:
+        path = self._path(url)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    # -- formats --------------------------------------------------------------------------------
+    def write_json(self, url: str, obj: Any) -> str:
+        return self.write_bytes(url, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode())
+
+    def read_json(self, url: str) -> Any:
+        return json.loads(self.read_bytes(url))
+
+    def write_jsonl(self, url: str, records: Iterable[dict]) -> str:
+        body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        return self.write_bytes(url, body.encode())
+
+    def write_parquet(self, url: str, records: list[dict], schema: pa.Schema | None = None) -> str:
+        table = pa.Table.from_pylist(records, schema=schema)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self.write_bytes(url, buf.getvalue())
+
+    def read_parquet(self, url: str) -> list[dict]:
+        return pq.read_table(io.BytesIO(self.read_bytes(url))).to_pylist()
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where one DAG run (one partition) keeps its artifacts."""
+
+    store: Store
+    dag_id: str
+    partition: str
+
+    @property
+    def base(self) -> str:
+        return self.store.join(self.dag_id, self.partition)
+
+    def part(self, stage: str, shard: int, ext: str = "parquet") -> str:
+        return f"{self.base}/{stage}/part-{shard:05d}.{ext}"
+
+    def ledger_part(self, stage: str, shard: int) -> str:
+        return f"{self.base}/_ledger/{stage}/part-{shard:05d}.parquet"
+
+    def stage_dir(self, stage: str) -> str:
+        return f"{self.base}/{stage}"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.base}/_summary.json"
+
+    @property
+    def cache_root(self) -> str:
+        return self.store.join("_cache", "llm")

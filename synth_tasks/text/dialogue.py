@@ -1,0 +1,48 @@
+"""Dialogues written as "Speaker: utterance" turns, and their chat-messages form."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A speaker label at the start of a line: "Student 1:", "**Teacher**:", "Professor Smith:".
+_TURN = re.compile(r"^\s*(?:\*\*)?([A-Z][A-Za-z0-9 .'\-]{0,40}?)(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+
+
+def parse_turns(text: str) -> list[Turn]:
+    """Split a dialogue into turns; lines without a label continue the current turn. Text before the
+    first label (a preamble such as "Here is the conversation:") is not a turn."""
+    turns: list[list[str]] = []
+    for line in text.splitlines():
+        m = _TURN.match(line)
+        if m and m.group(1).strip():
+            turns.append([m.group(1).strip(), m.group(2).strip()])
+        elif turns and line.strip():
+            turns[-1][1] = f"{turns[-1][1]}\n{line.strip()}".strip()
+    return [Turn(s, t) for s, t in turns if t]
+
+
+def format_turns(turns: list[Turn]) -> str:
+    return "\n\n".join(f"{t.speaker}: {t.text}" for t in turns)
+
+
+def to_messages(turns: list[Turn]) -> list[dict]:
+    """Chat form: the first speaker is the user, every other speaker the assistant; consecutive turns
+    of one role are merged so roles alternate, as chat templates require."""
+    if not turns:
+        return []
+    first = turns[0].speaker
+    messages: list[dict] = []
+    for t in turns:
+        role = "user" if t.speaker == first else "assistant"
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += f"\n\n{t.text}"
+        else:
+            messages.append({"role": role, "content": t.text})
+    return messages

@@ -1,0 +1,69 @@
+"""Shared fixtures. Airflow reads its settings when first imported, so the environment for it is
+set here, before any test module imports airflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="synth-tests-"))
+
+os.environ["AIRFLOW_HOME"] = str(_SESSION_TMP / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["SYNTH_DATA_ROOT"] = f"file://{_SESSION_TMP / 'data'}"
+os.environ["SYNTH_RUN_DIR"] = str(_SESSION_TMP / "run")
+os.environ["SYNTH_RETRY_DELAY_S"] = "1"
+for var in ("SYNTH_LLM_BASE_URL", "SYNTH_LLM_PROVIDER", "SYNTH_LLM_MODEL", "SYNTH_LLM_API_KEY"):
+    os.environ.pop(var, None)
+
+DATA = ROOT / "tests" / "data"
+SAMPLE = ROOT / "include" / "sample_data" / "mind" / "prob140_sample.jsonl"
+
+
+@pytest.fixture
+def store(tmp_path):
+    from synth_tasks.storage import Store
+
+    return Store(f"file://{tmp_path}/stage")
+
+
+@pytest.fixture
+def layout(store):
+    from synth_tasks.storage import RunLayout
+
+    return RunLayout(store, "test_dag", "2026-01-01")
+
+
+@pytest.fixture
+def fault_server():
+    from tests.fault_server import FaultServer
+
+    with FaultServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_llm():
+    """The real embedded model, started once for the session and stopped after it."""
+    from synth_tasks.llm import embedded
+    from synth_tasks.llm.endpoint import resolve_endpoint
+
+    embedded.start()
+    try:
+        yield resolve_endpoint()
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    from airflow.utils import db
+
+    db.resetdb()
+    yield

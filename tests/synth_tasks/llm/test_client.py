@@ -1,0 +1,164 @@
+"""The LLM client against a fault-injecting OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from synth_tasks.config import EndpointConfig, SamplingParams
+from synth_tasks.llm.cache import ResponseCache
+from synth_tasks.llm.client import LLMClient, LLMError
+
+SAMPLING = SamplingParams(temperature=0.0, max_tokens=32, seed=1)
+MSG = [{"role": "user", "content": "hi"}]
+SECRET = "sk-test-very-secret-key"
+
+
+def make_client(server, **kw) -> LLMClient:
+    endpoint = EndpointConfig(base_url=server.base_url, model="fault-model", api_key=SecretStr(SECRET),
+                              structured_output=kw.pop("structured_output", "json_schema"))
+    kw.setdefault("backoff_initial_s", 0.01)
+    kw.setdefault("request_timeout_s", 2.0)
+    return LLMClient(endpoint, **kw)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _chat(client, messages=MSG, sampling=SAMPLING, **kw):
+    try:
+        return await client.chat(messages, sampling, **kw)
+    finally:
+        await client.aclose()
+
+
+def test_429_waits_for_retry_after_then_succeeds(fault_server):
+    fault_server.script.extend(["429"])
+    client = make_client(fault_server)
+    start = time.monotonic()
+    result = run(_chat(client))
+    assert time.monotonic() - start >= 1.0  # Retry-After: 1 honoured, not the 10 ms backoff
+    assert result.text.startswith("Student 1")
+    assert client.usage.retries == 1 and client.usage.requests == 1
+    assert len(fault_server.requests) == 2
+
+
+def test_500_and_malformed_body_are_retried(fault_server):
+    fault_server.script.extend(["500", "malformed", "500"])
+    client = make_client(fault_server)
+    result = run(_chat(client))
+    assert result.text.startswith("Student 1")
+    assert client.usage.retries == 3
+    assert len(fault_server.requests) == 4
+
+
+def test_hang_past_timeout_is_retried(fault_server):
+    fault_server.hang_s = 3.0
+    fault_server.script.extend(["hang"])
+    client = make_client(fault_server, request_timeout_s=0.5)
+    result = run(_chat(client))
+    assert result.text.startswith("Student 1")
+    assert client.usage.retries == 1
+
+
+def test_exhausted_retries_raise_a_classified_error_without_the_key(fault_server):
+    fault_server.script.extend(["500"] * 3)
+    client = make_client(fault_server, max_retries=2)
+    with pytest.raises(LLMError) as err:
+        run(_chat(client))
+    assert err.value.kind == "http_500"
+    assert SECRET not in str(err.value)
+    assert client.usage.failures == 1 and len(fault_server.requests) == 3
+    # the key did travel, as a bearer token, to the endpoint only
+    assert fault_server.headers[0]["authorization"] == f"Bearer {SECRET}"
+
+
+def test_nothing_lost_under_mixed_faults(fault_server):
+    fault_server.script.extend(["429", "500", "malformed", "ok", "500", "hang"] * 2)
+    fault_server.retry_after = "0"
+    fault_server.hang_s = 1.5
+    client = make_client(fault_server, request_timeout_s=0.5, max_retries=4, concurrency=3)
+
+    async def many():
+        outcomes = []
+
+        async def one(i):
+            try:
+                r = await client.chat([{"role": "user", "content": f"q{i}"}], SAMPLING)
+                outcomes.append(("ok", r.text))
+            except LLMError as exc:
+                outcomes.append(("failed", exc.kind))
+
+        await asyncio.gather(*(one(i) for i in range(20)))
+        await client.aclose()
+        return outcomes
+
+    outcomes = run(many())
+    assert len(outcomes) == 20
+    assert all(kind == "ok" for kind, _ in outcomes)
+    assert fault_server.max_in_flight <= 3
+
+
+def test_concurrency_is_bounded(fault_server):
+    fault_server.latency_s = 0.05
+    client = make_client(fault_server, concurrency=2)
+
+    async def many():
+        await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}], SAMPLING) for i in range(10)))
+        await client.aclose()
+
+    run(many())
+    assert fault_server.max_in_flight == 2
+
+
+def test_cache_resends_nothing_that_completed(fault_server, store):
+    cache = ResponseCache(store, store.join("_cache"))
+    first = make_client(fault_server, cache=cache)
+    run(_chat(first))
+    second = make_client(fault_server, cache=cache)
+    result = run(_chat(second))
+    assert result.cached and second.usage.requests == 0 and second.usage.cache_hits == 1
+    assert len(fault_server.requests) == 1
+    # a different seed is a different request
+    run(_chat(make_client(fault_server, cache=cache), sampling=SAMPLING.model_copy(update={"seed": 2})))
+    assert len(fault_server.requests) == 2
+
+
+def test_token_budget_stops_fresh_requests(fault_server):
+    client = make_client(fault_server, token_budget=5)
+    run(_chat(client))  # 10 prompt + 4 completion tokens: the budget is now spent
+
+    with pytest.raises(LLMError) as err:
+        run(_chat(client, messages=[{"role": "user", "content": "another"}]))
+    assert err.value.kind == "token_budget_exhausted"
+    assert len(fault_server.requests) == 1
+
+
+class Answer(BaseModel):
+    answer: str
+    score: int
+
+
+def test_structured_output_is_validated_and_repaired_once(fault_server):
+    fault_server.script.extend(["text:not json at all", 'text:```json\n{"answer": "4", "score": 3}\n```'])
+    client = make_client(fault_server)
+    result = run(_chat(client, response_model=Answer))
+    assert result.parsed == Answer(answer="4", score=3)
+    first, repair = fault_server.requests
+    assert first["response_format"]["type"] == "json_schema"
+    assert first["response_format"]["json_schema"]["schema"]["properties"]["score"]["type"] == "integer"
+    assert "not valid JSON" in repair["messages"][-1]["content"]
+
+
+def test_structured_output_failure_keeps_the_raw_text(fault_server):
+    fault_server.script.extend(['text:{"answer": "4"}', 'text:{"answer": "4", "score": "high"}'])
+    client = make_client(fault_server, structured_output="json_object_schema")
+    with pytest.raises(LLMError) as err:
+        run(_chat(client, response_model=Answer))
+    assert err.value.kind == "invalid_structured_output"
+    assert err.value.raw == '{"answer": "4", "score": "high"}'
+    assert fault_server.requests[0]["response_format"]["type"] == "json_object"
