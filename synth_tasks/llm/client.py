@@ -225,8 +225,6 @@ class LLMClient:
             if hit is not None:
                 self.usage.cache_hits += 1
                 return ChatResult(**hit, cached=True)
-        if self.token_budget is not None and self.usage.fresh_tokens >= self.token_budget:
-            raise BudgetExhausted(self.token_budget)
 
         client = self._client()
         extra = {"response_format": response_format} if response_format else {}
@@ -240,6 +238,10 @@ class LLMClient:
             ):
                 with attempt:
                     async with self._semaphore:
+                        # Checked once a slot is free, so requests queued behind the one that
+                        # spent the budget see it spent.
+                        if self.token_budget is not None and self.usage.fresh_tokens >= self.token_budget:
+                            raise BudgetExhausted(self.token_budget)
                         async with asyncio.timeout(self.request_timeout_s):
                             response = await client.chat.completions.create(
                                 model=model, messages=messages, **params, **extra)

@@ -100,7 +100,8 @@ def test_nothing_lost_under_mixed_faults(fault_server):
     outcomes = run(many())
     assert len(outcomes) == 20
     assert all(kind == "ok" for kind, _ in outcomes)
-    assert fault_server.max_in_flight <= 3
+    # (No bound on the server's in-flight count here: a request the client gave up on after its
+    # timeout still occupies the server, as it would a real one.)
 
 
 def test_concurrency_is_bounded(fault_server):

@@ -1,0 +1,31 @@
+from synth_tasks.llm.cache import ResponseCache, cache_key
+
+BASE = dict(model="m", messages=[{"role": "user", "content": "x"}],
+            sampling={"temperature": 1.0, "top_p": 0.9, "seed": 3}, response_format=None)
+
+
+def test_key_is_stable_and_order_independent():
+    reordered = dict(BASE, sampling={"seed": 3, "top_p": 0.9, "temperature": 1.0})
+    assert cache_key(**BASE) == cache_key(**reordered)
+    assert len(cache_key(**BASE)) == 64
+
+
+def test_every_input_changes_the_key():
+    variants = [
+        dict(BASE, model="m2"),
+        dict(BASE, messages=[{"role": "user", "content": "y"}]),
+        dict(BASE, sampling={**BASE["sampling"], "seed": 4}),
+        dict(BASE, sampling={**BASE["sampling"], "temperature": 0.5}),
+        dict(BASE, response_format={"type": "json_object"}),
+    ]
+    keys = {cache_key(**v) for v in variants} | {cache_key(**BASE)}
+    assert len(keys) == len(variants) + 1
+
+
+def test_cache_round_trip(store):
+    cache = ResponseCache(store, store.join("_cache", "llm"))
+    key = cache_key(**BASE)
+    assert cache.get(key) is None
+    cache.put(key, {"text": "hello", "model": "m"})
+    assert cache.get(key) == {"text": "hello", "model": "m"}
+    assert store.exists(f"{cache.root}/{key[:2]}/{key}.json")

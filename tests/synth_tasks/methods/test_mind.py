@@ -1,0 +1,130 @@
+"""MIND stages without Airflow, against a scripted OpenAI-compatible server (the real model is
+exercised end to end in tests/dags/test_mind_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from pydantic import SecretStr
+
+from synth_tasks.config import EndpointConfig
+from synth_tasks.inputs import InputError
+from synth_tasks.methods import mind
+from tests.conftest import SAMPLE
+
+DIALOGUE = (
+    "Student 1: The standard deviation measures how far a random variable is from its mean, roughly.\n"
+    "Student 2: Right, we first square the deviations so positive and negative ones do not cancel.\n"
+    "Student 1: Then we take the expectation of the squared deviation, which is the variance.\n"
+    "Student 2: And the square root brings it back to the units of the variable itself.")
+
+
+def _inputs(tmp_path, extra: dict[str, bytes] | None = None):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / "sample.jsonl")
+    for name, data in (extra or {}).items():
+        (folder / name).write_bytes(data)
+    return f"file://{folder}"
+
+
+def _endpoint(server):
+    return EndpointConfig(base_url=server.base_url, model="fault-model", api_key=SecretStr("k"))
+
+
+def test_prepare_makes_one_job_per_context_and_style(layout, tmp_path):
+    cfg = mind.MindConfig(styles=["debate", "interview"], shard_size=3)
+    result = mind.prepare(layout, cfg, _inputs(tmp_path))
+    jobs = [j for url in result["shards"] for j in layout.store.read_parquet(url)]
+    stats = result["stats"]
+    assert stats["input"] == stats["kept"] == 4 and stats["produced"] == len(jobs) == stats["chunks"] * 2
+    assert all(len(layout.store.read_parquet(u)) <= 3 for u in result["shards"])
+    assert {j["style"] for j in jobs} == {"debate", "interview"}
+    assert len({j["id"] for j in jobs}) == len(jobs)
+    assert all(j["context"] and j["context_tokens"] <= 500 + 125 for j in jobs)
+
+
+def test_prepare_fails_bad_files_and_rows_but_keeps_the_rest(layout, tmp_path):
+    inputs = _inputs(tmp_path, {"empty.jsonl": b"", "broken.jsonl": b'{"id": "z", "text": "ok text"}\n{oops\n',
+                                "corrupt.parquet": b"not parquet"})
+    result = mind.prepare(layout, mind.MindConfig(styles=["debate"]), inputs)
+    stats = result["stats"]
+    assert stats["failed"] == 3 and stats["kept"] == 5  # empty + corrupt files, one bad row; 4 + 1 good
+    assert stats["error_kinds"] == {"bad_file": 2, "bad_row": 1}
+    ledger = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("prepare", 0))}
+    assert "empty.jsonl: file is empty" in ledger[f"{inputs}/empty.jsonl"]["error"]
+    assert ledger["broken.jsonl#2"]["error"].startswith(f"bad_row: {inputs}/broken.jsonl row 2")
+
+
+def test_prepare_with_nothing_usable_fails_naming_the_input(layout, tmp_path):
+    folder = tmp_path / "only_bad"
+    folder.mkdir()
+    (folder / "x.jsonl").write_bytes(b"\xff\xfe\n")
+    with pytest.raises(InputError, match="no usable input records"):
+        mind.prepare(layout, mind.MindConfig(), f"file://{folder}")
+
+
+def test_max_chunks_filters_the_rest_with_a_reason(layout, tmp_path):
+    result = mind.prepare(layout, mind.MindConfig(max_chunks=2, styles=["debate"]), _inputs(tmp_path))
+    assert result["stats"]["produced"] == 2
+    assert result["stats"]["filter_reasons"] == {"over_max_chunks": 2}
+
+
+def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault_server):
+    fault_server.default_reply = DIALOGUE
+    fault_server.retry_after = "0"
+    # one job gets a non-dialogue, one a hard failure (no retries); the rest succeed
+    essay = ("An essay, not a conversation. The variance of a random variable is the expected squared "
+             "deviation from its mean, and the standard deviation is its square root, measured in the same "
+             "units as the variable. Chebyshev's inequality bounds how often a variable is far from its mean.")
+    fault_server.script.extend([f"text:{essay}", "500"])
+    cfg = mind.MindConfig(styles=["two_students", "teacher_student"], shard_size=4, max_retries=0,
+                          train_ratio=0.5, concurrency=1)  # one at a time: the script meets jobs in order
+    prepared = mind.prepare(layout, cfg, _inputs(tmp_path))
+    n_jobs = prepared["stats"]["produced"]
+    shards = prepared["shards"]
+    generated = [mind.generate(layout, cfg, i, url, _endpoint(fault_server), len(shards))
+                 for i, url in enumerate(shards)]
+    filtered = [mind.filter_shard(layout, cfg, g["stats"]["shard"], g["output"]) for g in generated]
+    result = mind.export(layout, cfg, [f["output"] for f in filtered], [prepared, *generated, *filtered],
+                         run_info={"run_id": "test"})
+
+    summary = layout.store.read_json(result["summary"])
+    assert summary["accounted_for"] and summary["problems"] == []
+    stages = summary["stages"]
+    assert stages["generate"]["input"] == n_jobs
+    assert stages["generate"]["failed"] == 1 and stages["generate"]["error_kinds"] == {"http_500": 1}
+    assert stages["filter"]["filter_reasons"] == {"missing_speaker_turns": 1}
+    assert stages["filter"]["kept"] == n_jobs - 2 == summary["counts"]["train"] + summary["counts"]["validation"]
+    assert summary["usage"]["requests"] == n_jobs - 1  # answered requests; the failed job got none
+
+    train = [json.loads(l) for l in layout.store.read_bytes(result["train_jsonl"]).decode().splitlines()]
+    val = [json.loads(l) for l in layout.store.read_bytes(result["validation_jsonl"]).decode().splitlines()]
+    assert train and val
+    assert {r["source_id"] for r in train}.isdisjoint({r["source_id"] for r in val})
+    record = train[0]
+    assert set(record) >= {"id", "text", "style", "source_id", "chunk_id", "model", "messages"}
+    assert record["text"].startswith("Student 1: ") or record["text"].startswith("Teacher")
+    assert record["messages"][0]["role"] == "user" and record["model"] == "fault-model"
+
+    dropped = layout.store.read_parquet(layout.part("_dropped/filter", 0))
+    assert dropped[0]["reason"].startswith("missing_speaker_turns") and dropped[0]["text"] == essay
+
+    # a re-run of shard 0 re-sends only the job that failed; completed answers come from the cache
+    before = len(fault_server.requests)
+    again = mind.generate(layout, cfg, 0, shards[0], _endpoint(fault_server), len(shards))
+    usage = again["stats"]["usage"]
+    assert usage["requests"] == 1 and usage["cache_hits"] == again["stats"]["input"] - 1
+    assert len(fault_server.requests) == before + 1 and again["stats"]["failed"] == 0
+
+
+def test_token_budget_fails_the_rest_cleanly(layout, tmp_path, fault_server):
+    fault_server.default_reply = DIALOGUE
+    cfg = mind.MindConfig(styles=["debate"], shard_size=100, token_budget=1, concurrency=1)
+    prepared = mind.prepare(layout, cfg, _inputs(tmp_path))
+    generated = mind.generate(layout, cfg, 0, prepared["shards"][0], _endpoint(fault_server), 1)
+    stats = generated["stats"]
+    assert stats["kept"] == 1 and stats["failed"] == stats["input"] - 1
+    assert stats["error_kinds"] == {"token_budget_exhausted": stats["input"] - 1}

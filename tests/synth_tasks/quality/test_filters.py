@@ -1,0 +1,42 @@
+from synth_tasks.quality.filters import MinTokens, PromptEcho, Repetition, SpeakerTurns, first_drop
+
+GOOD = ("Student 1: The variance is the expected squared deviation from the mean.\n"
+        "Student 2: So we square the deviations to get rid of the signs before averaging?\n"
+        "Student 1: Exactly, and the standard deviation is the square root of that, in the units of X.\n"
+        "Student 2: That is why it measures a typical distance from the mean.")
+CONTEXT = ("The expected value of a random variable is a measure of the center of its distribution. "
+           "How far from the mean can the variable be? This chapter develops an answer to that question.")
+
+
+def test_min_tokens():
+    assert MinTokens(50)(GOOD).keep is True  # 72 tokens
+    assert MinTokens(100)(GOOD).reason == "too_short: 72 tokens < 100"
+    verdict = MinTokens(50)("Student 1: hi\nStudent 2: hello")
+    assert verdict.keep is False and verdict.reason.startswith("too_short: ")
+
+
+def test_speaker_turns():
+    assert SpeakerTurns()(GOOD).keep
+    assert SpeakerTurns()("An essay with no speakers at all.").reason == "missing_speaker_turns: 0 turns by 0 speakers"
+    monologue = "Teacher: one point.\nTeacher: another point."
+    assert SpeakerTurns()(monologue).reason == "missing_speaker_turns: 2 turns by 1 speakers"
+
+
+def test_repetition_catches_loops_not_dialogue():
+    assert Repetition()(GOOD).keep
+    loop = GOOD + "\n" + "\n".join(["Student 2: I see. I see. I see."] * 12)
+    assert Repetition()(loop).reason.startswith("repetition_loop: ")
+    phrase_loop = "Student 1: " + " ".join(["the mean is the center of mass"] * 30)
+    assert Repetition()(phrase_loop).reason.startswith("repetition_loop: ")
+
+
+def test_prompt_echo():
+    prompt = CONTEXT + "\n\nConvert the context above into a multi-turn discussion between two students."
+    assert PromptEcho()(GOOD, prompt).keep
+    assert PromptEcho()("Student 1: " + CONTEXT, prompt).reason.startswith("echoes_prompt: ")
+
+
+def test_first_drop_reports_the_first_failing_filter():
+    filters = [MinTokens(5), SpeakerTurns(), Repetition()]
+    assert first_drop(filters, GOOD).keep
+    assert first_drop(filters, "plain prose without any speakers in it").reason.startswith("missing_speaker_turns")

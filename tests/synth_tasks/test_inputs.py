@@ -1,0 +1,81 @@
+"""Bad input: every problem names the file (and the row where there is one); good rows survive."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from synth_tasks.inputs import InputError, list_input_files, read_text_records
+
+
+def _write(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return f"file://{path}"
+
+
+def test_good_jsonl_reads_ids_and_rows(store, tmp_path):
+    url = _write(tmp_path / "in" / "a.jsonl", b'{"id": "x", "text": "one"}\n\n{"text": "two"}\n')
+    good, bad = read_text_records(store, url, "text", "id")
+    assert [(r.id, r.text, r.row) for r in good] == [("x", "one", 1), ("a.jsonl#3", "two", 3)]
+    assert bad == []
+
+
+def test_bad_rows_fail_alone_with_file_and_row_named(store, tmp_path):
+    lines = [b'{"id": "ok1", "text": "fine"}', b'{"id": "bad-bytes", "text": "caf\xe9"}', b'{not json',
+             b'["a list"]', b'{"id": "num", "text": 42}', b'{"id": "nocol", "body": "x"}',
+             b'{"id": "ok1", "text": "dup"}', b'{"id": "ok2", "text": "also fine"}']
+    url = _write(tmp_path / "in" / "mixed.jsonl", b"\n".join(lines))
+    good, bad = read_text_records(store, url, "text", "id")
+    assert [r.id for r in good] == ["ok1", "ok2"]
+    errors = {b.id: b.error for b in bad}
+    assert errors["mixed.jsonl#2"].startswith(f"bad_row: {url} row 2: not UTF-8")
+    assert errors["mixed.jsonl#3"].startswith(f"bad_row: {url} row 3: invalid JSON")
+    assert errors["mixed.jsonl#4"] == f"bad_row: {url} row 4: expected a JSON object, got list"
+    assert errors["num"] == f"bad_type: {url} row 5: 'text' is int, not text"
+    assert errors["nocol"] == f"missing_column: {url} row 6: no column 'text'"
+    assert errors["mixed.jsonl#7"] == f"duplicate_id: {url} row 7: id 'ok1' seen before"
+    assert len(good) + len(bad) == len(lines)
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("empty.jsonl", b"", "file is empty"),
+        ("blank.jsonl", b"\n \n", "file is empty"),
+        ("corrupt.parquet", b"PAR1 this is not parquet at all", "not a readable Parquet file"),
+        ("nocolumn.jsonl", b'{"body": "x"}\n{"body": "y"}\n', "no column 'text' in any row"),
+        ("notes.txt", b"hello", "unsupported input format"),
+    ],
+)
+def test_whole_file_problems_name_the_file(store, tmp_path, name, data, message):
+    url = _write(tmp_path / "in" / name, data)
+    with pytest.raises(InputError) as err:
+        read_text_records(store, url, "text", "id")
+    assert str(err.value).startswith(url) and message in str(err.value)
+
+
+def test_parquet_missing_column_names_file_and_columns(store, tmp_path):
+    path = tmp_path / "in" / "t.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"body": ["a"]}), path)
+    with pytest.raises(InputError, match=r"t\.parquet: no column 'text' \(columns: \['body'\]\)"):
+        read_text_records(store, f"file://{path}", "text", None)
+
+
+def test_parquet_rows(store, tmp_path):
+    path = tmp_path / "in" / "t.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"doc": ["d1", "d2"], "text": ["alpha", "beta"]}), path)
+    good, bad = read_text_records(store, f"file://{path}", "text", "doc")
+    assert [(r.id, r.text, r.row) for r in good] == [("d1", "alpha", 1), ("d2", "beta", 2)] and bad == []
+
+
+def test_listing_files_dirs_and_globs(store, tmp_path):
+    for name in ("a.jsonl", "b.parquet", "c.txt"):
+        _write(tmp_path / "in" / name, json.dumps({"text": "x"}).encode())
+    assert [u.rsplit("/", 1)[1] for u in list_input_files(store, f"file://{tmp_path}/in")] == ["a.jsonl", "b.parquet"]
+    assert len(list_input_files(store, f"file://{tmp_path}/in/*.jsonl")) == 1
+    with pytest.raises(InputError, match="no input files match"):
+        list_input_files(store, f"file://{tmp_path}/nothing/*.jsonl")

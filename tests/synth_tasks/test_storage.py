@@ -1,0 +1,33 @@
+import os
+
+from synth_tasks.storage import RunLayout, Store
+
+
+def test_layout_paths(store):
+    layout = RunLayout(store, "mind", "2026-01-02")
+    assert layout.part("generate", 7) == f"{store.root}/mind/2026-01-02/generate/part-00007.parquet"
+    assert layout.ledger_part("filter", 0) == f"{store.root}/mind/2026-01-02/_ledger/filter/part-00000.parquet"
+    assert layout.summary == f"{store.root}/mind/2026-01-02/_summary.json"
+    assert layout.cache_root == f"{store.root}/_cache/llm"
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(store, tmp_path):
+    url = store.join("a", "b.json")
+    store.write_json(url, {"v": 1})
+    store.write_json(url, {"v": 2})
+    assert store.read_json(url) == {"v": 2}
+    assert os.listdir(tmp_path / "stage" / "a") == ["b.json"]
+
+
+def test_parquet_and_jsonl_round_trip(store):
+    records = [{"id": "1", "messages": [{"role": "user", "content": "hi"}]}, {"id": "2", "messages": []}]
+    url = store.write_parquet(store.join("x", "part-00000.parquet"), records)
+    assert store.read_parquet(url) == records
+    store.write_jsonl(store.join("x", "out.jsonl"), records)
+    assert store.read_bytes(store.join("x", "out.jsonl")).decode().count("\n") == 2
+
+
+def test_relative_root_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = Store("file://./data")
+    assert store.root == f"file://{tmp_path}/data"
