@@ -27,7 +27,7 @@ retried task re-sends nothing that already completed.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from synth_tasks.airflow_glue import default_args, params_from_config
 from synth_tasks.methods.mind import DAG_ID, MindConfig
@@ -35,7 +35,9 @@ from synth_tasks.methods.mind import DAG_ID, MindConfig
 
 @dag(
     dag_id=DAG_ID,
-    schedule="@daily",
+    # Data intervals (not trigger times): the run for [day, day+1) runs after the day ends and
+    # works on partition {ds} = day, so a backfill of a day redoes exactly that partition.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -48,11 +50,14 @@ def mind():
     @task
     def prepare(**context) -> dict:
         from synth_tasks import airflow_glue as glue
+        from synth_tasks.config import ConfigError
+        from synth_tasks.inputs import InputError
         from synth_tasks.methods import mind as method
 
         cfg = glue.config_from_params(MindConfig, context["params"])
         layout = glue.run_layout(DAG_ID, context)
-        return method.prepare(layout, cfg, glue.resolve_input(cfg.input_path, context))
+        with glue.no_retry_for(InputError, ConfigError):
+            return method.prepare(layout, cfg, glue.resolve_input(cfg.input_path, context))
 
     @task
     def plan_shards(prepared: dict) -> list[dict]:

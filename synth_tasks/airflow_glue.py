@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from synth_tasks.config import ConfigError, StrictModel, parse_config
-from synth_tasks.storage import RunLayout, Store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,15 +62,23 @@ def params_from_config(model: type[StrictModel]) -> dict:
     return params
 
 
-def config_from_params(model: type[StrictModel], params) -> StrictModel:
-    """Validate Params into the config; a bad value fails the task at once, without retries."""
+@contextmanager
+def no_retry_for(*errors: type[BaseException]):
+    """Turn errors that a retry cannot fix (bad config, unusable input) into a failure without
+    retries, keeping the message that names the field, file or row."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    values = {k: params[k] for k in params.keys()} if hasattr(params, "keys") else dict(params)
     try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def config_from_params(model: type[StrictModel], params) -> StrictModel:
+    """Validate Params into the config; a bad value fails the task at once, without retries."""
+    values = {k: params[k] for k in params.keys()} if hasattr(params, "keys") else dict(params)
+    with no_retry_for(ConfigError):
         return parse_config(model, values)
-    except ConfigError as exc:
-        raise AirflowFailException(str(exc)) from None
 
 
 def materialize(mapped_results) -> list:
@@ -93,9 +101,11 @@ def partition_for(context) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", dag_run.run_id)
 
 
-def store_for(root: str, conn_id: str | None = None) -> Store:
+def store_for(root: str, conn_id: str | None = None):
     """Local roots use fsspec directly; remote ones go through Airflow's ObjectStoragePath so the
     credentials come from an Airflow connection, never from code or logs."""
+    from synth_tasks.storage import Store
+
     if root.startswith("file://") or "://" not in root:
         return Store(root)
     from airflow.sdk import ObjectStoragePath
@@ -103,7 +113,9 @@ def store_for(root: str, conn_id: str | None = None) -> Store:
     return Store(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
 
 
-def run_layout(dag_id: str, context) -> RunLayout:
+def run_layout(dag_id: str, context):
+    from synth_tasks.storage import RunLayout
+
     store = store_for(data_root(), os.environ.get("SYNTH_STORAGE_CONN_ID"))
     return RunLayout(store, dag_id, partition_for(context))
 

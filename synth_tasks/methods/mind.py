@@ -131,7 +131,8 @@ def prepare(layout, cfg: MindConfig, input_pattern: str) -> dict:
     ledger.check_complete(input_ids)
     layout.store.write_parquet(layout.ledger_part("prepare", 0), ledger.rows, _ledger_schema())
     if not jobs:
-        raise InputError(f"no usable input records in {input_pattern!r}: {ledger.stats()}")
+        problems = [r["error"] or r["reason"] for r in ledger.rows][:5]
+        raise InputError(f"no usable input records in {input_pattern!r}: {problems}")
     shards = []
     for shard, start in enumerate(range(0, len(jobs), cfg.shard_size)):
         shards.append(layout.store.write_parquet(layout.part("jobs", shard), jobs[start : start + cfg.shard_size]))

@@ -1,0 +1,69 @@
+"""Every file in dags/ imports cleanly and every DAG follows the project's rules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert len(dagbag.dags) == len(DAG_FILES)
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_one_dag_per_file_named_after_its_dag_id(dagbag, path):
+    dag_ids = [d for d, dag in dagbag.dags.items() if Path(dag.fileloc).name == path.name]
+    assert dag_ids == [path.stem]
+
+
+def test_dag_rules(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.doc_md and len(dag.doc_md) > 200, f"{dag_id}: doc_md is the UI's description"
+        assert dag.catchup is False, dag_id
+        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable", f"{dag_id}: keyed to data intervals"
+        assert dag.timetable.expression in ("@daily", "0 0 * * *"), f"{dag_id}: daily"
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+        assert any(t.task_id in ("export", "split") for t in dag.tasks), f"{dag_id}: no final split task"
+        for name, param in dag.params.items():
+            assert param.description, f"{dag_id}: Param {name} has no description"
+
+
+def test_parse_time_is_recorded(record_property):
+    """Parse time per file, kept in the JUnit properties and printed (a benchmark, not a gate)."""
+    import importlib.util
+
+    for path in DAG_FILES:
+        start = time.perf_counter()
+        spec = importlib.util.spec_from_file_location(f"_parse_{path.stem}", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        seconds = time.perf_counter() - start
+        record_property(f"parse_seconds_{path.stem}", round(seconds, 4))
+        print(f"parse {path.name}: {seconds:.3f}s")
+
+
+def test_dag_files_do_not_import_heavy_libraries_at_parse_time():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r); import importlib.util as u\n"
+            "for p in %r:\n"
+            "    s = u.spec_from_file_location('m', p); s.loader.exec_module(u.module_from_spec(s))\n"
+            "print('HEAVY=' + ','.join(m for m in ('openai', 'pyarrow', 'pandas', 'tiktoken', 'torch') if m in sys.modules))"
+            ) % (str(DAGS), [str(p) for p in DAG_FILES])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy = [line for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
+    assert heavy == ["HEAVY="]

@@ -1,0 +1,115 @@
+"""The MIND DAG through Airflow (dag.test) against the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE
+
+pytestmark = [pytest.mark.llm, pytest.mark.airflow]
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+SMALL = {"max_chunks": 2, "styles": ["teacher_student", "two_students", "interview"], "max_tokens": 160,
+         "shard_size": 4, "train_ratio": 0.5}
+
+
+@pytest.fixture(scope="module")
+def mind_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS)).dags["mind"]
+
+
+def _run(dag, conf):
+    from synth_tasks.airflow_glue import data_root, partition_for, store_for
+
+    dag_run = dag.test(run_conf=conf)
+    store = store_for(data_root())
+    base = store.join("mind", partition_for({"dag_run": dag_run}))
+    return dag_run, store, base
+
+
+def _state(dag_run) -> str:
+    return str(getattr(dag_run.state, "value", dag_run.state))
+
+
+def _jsonl(store, url):
+    return [json.loads(line) for line in store.read_bytes(url).decode().splitlines()]
+
+
+def test_mind_end_to_end_then_rerun_from_cache(mind_dag, embedded_llm):
+    dag_run, store, base = _run(mind_dag, SMALL)
+    assert _state(dag_run) == "success"
+    summary = store.read_json(f"{base}/_summary.json")
+    assert summary["accounted_for"] and summary["problems"] == []
+    stages = summary["stages"]
+    n_jobs = 2 * len(SMALL["styles"])
+    assert stages["prepare"]["produced"] == stages["generate"]["input"] == n_jobs
+    assert stages["generate"]["kept"] == n_jobs, stages["generate"]["error_kinds"]
+    assert summary["usage"]["requests"] == n_jobs and summary["usage"]["completion_tokens"] > 0
+    assert summary["models"] == ["smollm2-135m-instruct"]
+
+    # every job got a real answer from the model
+    generations = [r for url in store.glob(f"{base}/generate/part-*.parquet") for r in store.read_parquet(url)]
+    assert len(generations) == n_jobs
+    assert all(g["raw_text"].strip() and g["completion_tokens"] > 0 for g in generations)
+
+    # the ledger has one row per record per stage, and the rows match the summary
+    for stage in ("prepare", "generate", "filter", "export"):
+        rows = [r for url in store.glob(f"{base}/_ledger/{stage}/*.parquet") for r in store.read_parquet(url)]
+        assert len(rows) == stages[stage]["input"]
+        assert sum(r["outcome"] == "kept" for r in rows) == stages[stage]["kept"]
+        assert all(r["reason"] for r in rows if r["outcome"] == "filtered")
+
+    train, val = _jsonl(store, summary["outputs"]["train_jsonl"]), _jsonl(store, summary["outputs"]["validation_jsonl"])
+    assert len(train) + len(val) == stages["filter"]["kept"]
+    assert {r["source_id"] for r in train}.isdisjoint({r["source_id"] for r in val})
+    for record in train + val:
+        assert {"id", "text", "style", "source_id", "chunk_id", "model", "messages"} <= set(record)
+        assert record["n_tokens"] >= 50 and record["n_turns"] >= 2
+        assert [m["role"] for m in record["messages"]][:2] == ["user", "assistant"]
+
+    # a second run re-sends zero requests: every answer comes from the response cache
+    dag_run2, store, base2 = _run(mind_dag, SMALL)
+    assert _state(dag_run2) == "success" and base2 != base
+    summary2 = store.read_json(f"{base2}/_summary.json")
+    assert summary2["usage"]["requests"] == 0 and summary2["usage"]["cache_hits"] == n_jobs
+    assert summary2["counts"] == summary["counts"]
+
+
+def test_bad_files_fail_alone_and_the_run_goes_on(mind_dag, embedded_llm, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(SAMPLE, folder / "good.jsonl")
+    (folder / "corrupt.parquet").write_bytes(b"PAR1 garbage")
+    (folder / "latin1.jsonl").write_bytes(b'{"id": "x", "text": "caf\xe9"}\n')
+    dag_run, store, base = _run(mind_dag, SMALL | {"input_path": str(folder), "max_chunks": 1})
+    assert _state(dag_run) == "success"
+    prepare = store.read_json(f"{base}/_summary.json")["stages"]["prepare"]
+    assert prepare["error_kinds"] == {"bad_file": 1, "bad_row": 1} and prepare["kept"] == 1
+    ledger = {r["record_id"]: r for r in store.read_parquet(f"{base}/_ledger/prepare/part-00000.parquet")}
+    assert "latin1.jsonl row 1: not UTF-8" in ledger["latin1.jsonl#1"]["error"]
+    assert "corrupt.parquet: not a readable Parquet file" in ledger[f"file://{folder}/corrupt.parquet"]["error"]
+
+
+def test_unusable_input_fails_the_run_at_the_start_without_retries(mind_dag, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    dag_run, _, _ = _run(mind_dag, {"input_path": str(empty)})
+    assert _state(dag_run) == "failed"
+    ti = dag_run.get_task_instance("prepare")
+    assert str(getattr(ti.state, "value", ti.state)) == "failed" and ti.try_number == 1
+
+
+def test_bad_params_are_refused_naming_the_field(mind_dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="chunk_tokens"):
+        mind_dag.test(run_conf={"chunk_tokens": 5})
+    with pytest.raises(ParamValidationError, match="styles"):
+        mind_dag.test(run_conf={"styles": ["sonnet"]})

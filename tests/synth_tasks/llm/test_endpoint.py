@@ -1,0 +1,33 @@
+import pytest
+
+from synth_tasks.llm.endpoint import EndpointNotConfigured, resolve_endpoint
+
+
+def test_environment_endpoint_with_provider_preset(monkeypatch):
+    monkeypatch.setenv("SYNTH_LLM_PROVIDER", "zhipuai")
+    monkeypatch.setenv("SYNTH_LLM_MODEL", "glm-4-flash")
+    monkeypatch.setenv("SYNTH_LLM_API_KEY", "zk")
+    endpoint = resolve_endpoint()
+    assert endpoint.base_url == "https://open.bigmodel.cn/api/paas/v4"
+    assert endpoint.structured_output == "prompt" and endpoint.model == "glm-4-flash"
+
+
+def test_connection_wins_over_environment(monkeypatch):
+    monkeypatch.setenv("SYNTH_LLM_BASE_URL", "http://env:1/v1")
+    monkeypatch.setenv("SYNTH_LLM_MODEL", "env-model")
+    endpoint = resolve_endpoint({"host": "http://conn:2/v1/", "extra": {"model": "m", "provider": "openai"}})
+    assert endpoint.base_url == "http://conn:2/v1" and endpoint.structured_output == "json_schema"
+
+
+def test_missing_pieces_are_named(monkeypatch):
+    monkeypatch.setenv("SYNTH_LLM_BASE_URL", "http://x/v1")
+    with pytest.raises(EndpointNotConfigured, match="base URL and a model"):
+        resolve_endpoint()
+    with pytest.raises(EndpointNotConfigured, match="unknown LLM provider 'foo'"):
+        resolve_endpoint({"host": "http://x", "extra": {"model": "m", "provider": "foo"}})
+
+
+def test_no_endpoint_at_all_says_how_to_start_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path))
+    with pytest.raises(EndpointNotConfigured, match="make llm-up"):
+        resolve_endpoint()
