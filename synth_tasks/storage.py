@@ -37,7 +37,8 @@ class Store:
         self.fs = fs
         self.root_path = path.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        self.protocol = "file" if isinstance(fs, LocalFileSystem) else protocol
+        self.is_local = isinstance(fs, LocalFileSystem)
+        self.protocol = "file" if self.is_local else protocol
         self.root = self.url(self.root_path)
 
     # -- addressing ---------------------------------------------------------------------------
@@ -54,7 +55,7 @@ class Store:
     def write_bytes(self, url: str, data: bytes) -> str:
         path = self._path(url)
         parent = path.rsplit("/", 1)[0]
-        if isinstance(self.fs, LocalFileSystem):
+        if self.is_local:
             os.makedirs(parent, exist_ok=True)
             tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
             with open(tmp, "wb") as f:
