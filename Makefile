@@ -9,6 +9,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export SYNTH_RUN_DIR := $(CURDIR)/.run
+# Params for `make run`, as JSON, e.g. RUN_CONF='{"max_chunks": 2}'
+RUN_CONF ?= {}
 
 .PHONY: setup run test llm-up llm-down bench lock clean
 
@@ -34,7 +36,7 @@ llm-down:
 
 # The main job on the embedded defaults: the MIND DAG through Airflow (dag.test) on include/ samples.
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
-	$(PY) -m synth_tasks.cli run-dag mind
+	$(PY) -m synth_tasks.cli run-dag mind --conf '$(RUN_CONF)'
 
 test: $(STAMP)
 	$(PY) -m pytest

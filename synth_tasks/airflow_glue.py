@@ -101,6 +101,13 @@ def partition_for(context) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", dag_run.run_id)
 
 
+def run_timestamp(context) -> str:
+    """YYYY-MM-DD_HH-MM-SS of the run's logical date (its data interval start for scheduled runs),
+    so output names are stable across retries of the same run."""
+    when = context.get("logical_date") or context.get("data_interval_start") or context["dag_run"].run_after
+    return when.strftime("%Y-%m-%d_%H-%M-%S")
+
+
 def store_for(root: str, conn_id: str | None = None):
     """Local roots use fsspec directly; remote ones go through Airflow's ObjectStoragePath so the
     credentials come from an Airflow connection, never from code or logs."""

@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
               f"failed {stage['failed']:>5}  {stage['filter_reasons'] or ''} {stage['error_kinds'] or ''}")
     print(f"accounted for: {summary['accounted_for']}   tokens: {summary['usage']}   "
           f"wall: {summary['wall_seconds']}s")
-    print(f"train:      {summary['outputs']['train_jsonl']}  ({summary['counts']['train']} records)")
-    print(f"validation: {summary['outputs']['validation_jsonl']}  ({summary['counts']['validation']} records)")
-    print(f"summary:    {summary['summary']}")
+    print(f"records: {summary['counts']['train']} train, {summary['counts']['validation']} validation")
+    for name, url in sorted(summary["outputs"].items()):
+        print(f"{name + ':':<26} {url}")
+    print(f"{'summary:':<26} {summary['summary']}")
     return 0
 
 

@@ -46,14 +46,14 @@ class EndpointConfig(StrictModel):
     structured_output: str = Field("json_schema", pattern="^(json_schema|json_object_schema|prompt)$")
 
 
-class LLMSettings(StrictModel):
-    """How a stage talks to the LLM: concurrency, timeouts, retries and the optional token budget."""
+class LLMParams(StrictModel):
+    """The Params every LLM-using method shares: which endpoint, how hard to push it, what to spend."""
 
-    conn_id: str = Field("synth_llm", description="Airflow connection holding base URL, model and key.")
-    model: str | None = Field(None, description="Overrides the connection's or the embedded server's model.")
-    concurrency: int = Field(4, ge=1, le=1024)
-    request_timeout_s: float = Field(300.0, gt=0)
-    max_retries: int = Field(6, ge=0, le=50)
+    llm_conn_id: str = Field("synth_llm", description="Airflow connection of the LLM endpoint.")
+    model: str | None = Field(None, description="Model name; default: the connection's or embedded one.")
+    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight per mapped task.")
+    request_timeout_s: float = Field(600.0, gt=0, description="Deadline of one LLM request.")
+    max_retries: int = Field(6, ge=0, le=50, description="Retries per request on 429/5xx/timeouts.")
     token_budget: int | None = Field(
-        None, ge=1, description="Fresh (non-cached) tokens this run may spend; records past it fail cleanly."
-    )
+        None, ge=1, description="Fresh tokens the run may spend, split evenly over shards; records "
+        "past it are marked failed (token_budget_exhausted), never lost.")

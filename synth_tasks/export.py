@@ -23,7 +23,9 @@ def check_chain(stages: dict, order: list[str]) -> list[str]:
 
 def write_split_and_summary(layout: RunLayout, records: list[dict], *, group_key: str, train_ratio: float,
                             seed: int, stage_results: list[dict], stage_order: list[str],
-                            run_info: dict) -> dict:
+                            run_info: dict, write_extra=None) -> dict:
+    """``write_extra(store, final_dir, train, validation) -> {name: url}`` adds method-specific
+    output files (e.g. conversation-only JSON) beside the standard JSONL and Parquet."""
     started = time.monotonic()
     store = layout.store
     train, validation = split_by_group(records, group_key, train_ratio, seed)
@@ -34,6 +36,8 @@ def write_split_and_summary(layout: RunLayout, records: list[dict], *, group_key
         "train_parquet": store.write_parquet(f"{final}/train.parquet", train),
         "validation_parquet": store.write_parquet(f"{final}/validation.parquet", validation),
     }
+    if write_extra is not None:
+        outputs |= write_extra(store, final, train, validation)
     ledger = StageLedger("export", 0)
     for r in records:
         ledger.kept(r["id"])

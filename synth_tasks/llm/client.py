@@ -18,7 +18,7 @@ import openai
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from synth_tasks.config import EndpointConfig, SamplingParams
+from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
 from synth_tasks.llm.cache import ResponseCache, cache_key
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,20 @@ class LLMClient:
         self.token_budget = token_budget
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.usage = Usage()
+        # httpx logs every request at INFO; at thousands of requests that buries the task log.
+        for name in ("httpx", "httpx2"):  # openai>=3 ships its transport as httpx2
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._openai: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
+
+    @classmethod
+    def for_stage(cls, params: LLMParams, endpoint: EndpointConfig, layout, n_shards: int) -> "LLMClient":
+        """The client one mapped task uses: the run's Params, the shared response cache, and its
+        even share of the run's token budget."""
+        budget = None if params.token_budget is None else max(1, params.token_budget // max(n_shards, 1))
+        return cls(endpoint, concurrency=params.concurrency, request_timeout_s=params.request_timeout_s,
+                   max_retries=params.max_retries, cache=ResponseCache(layout.store, layout.cache_root),
+                   token_budget=budget)
 
     # The SDK client and the semaphore bind to the running event loop, so they are made lazily.
     def _client(self) -> openai.AsyncOpenAI:

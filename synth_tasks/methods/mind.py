@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from synth_tasks.config import SamplingParams, StrictModel
+from synth_tasks.config import LLMParams, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Style(StrEnum):
     INTERVIEW = "interview"
 
 
-class MindConfig(StrictModel):
+class MindConfig(LLMParams):
     input_path: str = Field(
         "include/sample_data/mind/prob140_sample.jsonl",
         description="JSONL/Parquet file, directory or glob of raw math text. Relative paths are under "
@@ -58,14 +58,6 @@ class MindConfig(StrictModel):
     shard_size: int = Field(64, ge=1, description="Generation jobs per mapped task.")
     train_ratio: float = Field(0.9, gt=0.0, le=1.0, description="Share of source documents in train.")
     seed: int = Field(0, description="Seeds sampling and the split; part of every cache key.")
-    llm_conn_id: str = Field("synth_llm", description="Airflow connection of the LLM endpoint.")
-    model: str | None = Field(None, description="Model name; default: the connection's or embedded one.")
-    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight per mapped task.")
-    request_timeout_s: float = Field(600.0, gt=0, description="Deadline of one LLM request.")
-    max_retries: int = Field(6, ge=0, le=50, description="Retries per request on 429/5xx/timeouts.")
-    token_budget: int | None = Field(
-        None, ge=1, description="Fresh tokens the run may spend, split evenly over shards; records "
-        "past it are marked failed (token_budget_exhausted), never lost.")
 
     def sampling(self, job_id: str) -> SamplingParams:
         # A per-job seed keeps outputs reproducible and the cache key stable across re-runs.
@@ -183,17 +175,13 @@ def generate(layout, cfg: MindConfig, shard: int, jobs_url: str, endpoint, n_sha
     import asyncio
 
     from synth_tasks.ledger import StageLedger
-    from synth_tasks.llm.cache import ResponseCache
     from synth_tasks.llm.client import LLMClient
     from synth_tasks.progress import Progress
     from synth_tasks.stage import finish_stage
 
     started = time.monotonic()
     jobs = layout.store.read_parquet(jobs_url)
-    budget = None if cfg.token_budget is None else max(1, cfg.token_budget // n_shards)
-    client = LLMClient(endpoint, concurrency=cfg.concurrency, request_timeout_s=cfg.request_timeout_s,
-                       max_retries=cfg.max_retries, cache=ResponseCache(layout.store, layout.cache_root),
-                       token_budget=budget)
+    client = LLMClient.for_stage(cfg, endpoint, layout, n_shards)
     ledger = StageLedger("generate", shard)
     progress = Progress(f"generate shard {shard}", len(jobs), log)
 

@@ -1,5 +1,6 @@
 """Token-bounded chunking that cuts on paragraph boundaries where it can, then on sentences, and only
-as a last resort inside a sentence (by tokens)."""
+as a last resort inside a sentence (by tokens). Units marked atomic (code blocks, tables) are never
+cut, even when one alone is over the budget."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ class Chunk:
     n_tokens: int
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A piece of text to pack; ``atomic`` units (code blocks, tables) are kept whole."""
+
+    text: str
+    atomic: bool = False
+
+
 def _split_long(unit: str, max_tokens: int) -> list[str]:
     """Split one paragraph that is over budget: by sentences, then by raw token windows."""
     pieces: list[str] = []
@@ -31,30 +40,29 @@ def _split_long(unit: str, max_tokens: int) -> list[str]:
     return pieces
 
 
-def chunk_text(text: str, max_tokens: int, min_tokens: int = 0) -> list[Chunk]:
-    """Greedily pack paragraphs into chunks of at most ``max_tokens`` tokens.
+def pack_units(units: list[Unit], max_tokens: int, min_tokens: int = 0) -> list[Chunk]:
+    """Greedily pack units into chunks of at most ``max_tokens`` tokens, joined by blank lines.
 
     A trailing chunk shorter than ``min_tokens`` is merged into the one before it (which may then
     exceed ``max_tokens`` by less than ``min_tokens``), so no context is too small to be useful.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be >= 1")
-    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
-    units: list[tuple[str, str]] = []  # (text, separator placed before it)
-    for p in paragraphs:
-        if count_tokens(p) <= max_tokens:
-            units.append((p, "\n\n"))
+    pieces: list[tuple[str, str]] = []  # (text, separator placed before it)
+    for unit in units:
+        if unit.atomic or count_tokens(unit.text) <= max_tokens:
+            pieces.append((unit.text, "\n\n"))
         else:
-            parts = _split_long(p, max_tokens)
-            units.extend((s, "\n\n" if i == 0 else " ") for i, s in enumerate(parts))
+            parts = _split_long(unit.text, max_tokens)
+            pieces.extend((s, "\n\n" if i == 0 else " ") for i, s in enumerate(parts))
 
     chunks: list[str] = []
     current = ""
-    for unit, sep in units:
-        candidate = f"{current}{sep}{unit}" if current else unit
+    for piece, sep in pieces:
+        candidate = f"{current}{sep}{piece}" if current else piece
         if current and count_tokens(candidate) > max_tokens:
             chunks.append(current)
-            current = unit
+            current = piece
         else:
             current = candidate
     if current:
@@ -63,3 +71,9 @@ def chunk_text(text: str, max_tokens: int, min_tokens: int = 0) -> list[Chunk]:
         tail = chunks.pop()
         chunks[-1] = f"{chunks[-1]}\n\n{tail}"
     return [Chunk(index=i, text=c, n_tokens=count_tokens(c)) for i, c in enumerate(chunks)]
+
+
+def chunk_text(text: str, max_tokens: int, min_tokens: int = 0) -> list[Chunk]:
+    """Chunk plain text whose paragraphs are separated by blank lines."""
+    paragraphs = [Unit(p.strip()) for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+    return pack_units(paragraphs, max_tokens, min_tokens)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A speaker label at the start of a line: "Student 1:", "**Teacher**:", "Professor Smith:".
-_TURN = re.compile(r"^\s*(?:\*\*)?([A-Z][A-Za-z0-9 .'\-]{0,40}?)(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.*)$")
+# A speaker label at the start of a line: "Student 1:", "**Teacher**:", "Professor Smith:". At most
+# three words, so a sentence that happens to end in a colon ("Now that we know what it means:")
+# is not taken for a speaker.
+_TURN = re.compile(r"^\s*(?:\*\*)?([A-Z][A-Za-z0-9.'\-]{0,20}(?: [A-Za-z0-9.'\-]{1,20}){0,2})(?:\*\*)?\s*:"
+                   r"\s*(?:\*\*)?\s*(.*)$")
 
 
 @dataclass(frozen=True)

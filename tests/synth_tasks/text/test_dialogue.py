@@ -19,6 +19,7 @@ def test_turns_are_parsed_with_continuations_and_bold_labels():
 
 def test_preamble_is_not_a_turn_and_plain_prose_has_none():
     assert parse_turns("Just an essay about variance.\nIt has no speakers.") == []
+    assert parse_turns("Now that we know what it means: the CDF.\nNow just to make things easier: x.") == []
 
 
 def test_messages_alternate_roles_and_merge_runs():
