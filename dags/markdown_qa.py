@@ -50,19 +50,15 @@ def markdown_qa():
     @task
     def prepare(**context) -> dict:
         from synth_tasks import airflow_glue as glue
-        from synth_tasks.config import ConfigError
-        from synth_tasks.inputs import InputError
         from synth_tasks.methods import markdown_qa as method
 
-        cfg = glue.config_from_params(MarkdownQAConfig, context["params"])
-        layout = glue.run_layout(DAG_ID, context)
-        with glue.no_retry_for(InputError, ConfigError):
-            return method.prepare(layout, cfg, glue.resolve_input(cfg.input_path, context))
+        return glue.run_prepare(method, MarkdownQAConfig, DAG_ID, context)
 
     @task
     def plan_shards(prepared: dict) -> list[dict]:
-        shards = prepared["shards"]
-        return [{"shard": i, "sections_url": url, "n_shards": len(shards)} for i, url in enumerate(shards)]
+        from synth_tasks.airflow_glue import shard_kwargs
+
+        return shard_kwargs(prepared, "sections_url")
 
     @task(max_active_tis_per_dagrun=4)
     def facts(shard: int, sections_url: str, n_shards: int, **context) -> dict:

@@ -50,19 +50,15 @@ def mind():
     @task
     def prepare(**context) -> dict:
         from synth_tasks import airflow_glue as glue
-        from synth_tasks.config import ConfigError
-        from synth_tasks.inputs import InputError
         from synth_tasks.methods import mind as method
 
-        cfg = glue.config_from_params(MindConfig, context["params"])
-        layout = glue.run_layout(DAG_ID, context)
-        with glue.no_retry_for(InputError, ConfigError):
-            return method.prepare(layout, cfg, glue.resolve_input(cfg.input_path, context))
+        return glue.run_prepare(method, MindConfig, DAG_ID, context)
 
     @task
     def plan_shards(prepared: dict) -> list[dict]:
-        shards = prepared["shards"]
-        return [{"shard": i, "jobs_url": url, "n_shards": len(shards)} for i, url in enumerate(shards)]
+        from synth_tasks.airflow_glue import shard_kwargs
+
+        return shard_kwargs(prepared, "jobs_url")
 
     @task(max_active_tis_per_dagrun=4)
     def generate(shard: int, jobs_url: str, n_shards: int, **context) -> dict:

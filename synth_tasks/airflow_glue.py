@@ -139,6 +139,22 @@ def resolve_input(pattern: str, context) -> str:
     return pattern if "://" in pattern else f"file://{pattern}"
 
 
+def run_prepare(method, config_cls: type[StrictModel], dag_id: str, context) -> dict:
+    """The first task of every DAG: validate Params, then the method's ``prepare`` on this run's
+    partition. Bad Params or unusable input fail at once, without retries."""
+    from synth_tasks.inputs import InputError
+
+    cfg = config_from_params(config_cls, context["params"])
+    with no_retry_for(InputError, ConfigError):
+        return method.prepare(run_layout(dag_id, context), cfg, resolve_input(cfg.input_path, context))
+
+
+def shard_kwargs(prepared: dict, url_key: str) -> list[dict]:
+    """Keyword arguments for a task mapped over the prepared shards (``expand_kwargs``)."""
+    shards = prepared["shards"]
+    return [{"shard": i, url_key: url, "n_shards": len(shards)} for i, url in enumerate(shards)]
+
+
 # ---------------------------------------------------------------------------------------------
 # LLM endpoint
 # ---------------------------------------------------------------------------------------------

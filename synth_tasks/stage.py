@@ -30,3 +30,30 @@ def finish_stage(
         layout.store.write_parquet(layout.part(f"_dropped/{stage}", shard), dropped)
     stats = ledger.stats() | {"produced": len(outputs), "seconds": round(time.monotonic() - started, 3)}
     return {"output": output, "stats": stats | (extra_stats or {})}
+
+
+def run_llm_calls(client, items: list[dict], make_call, ledger: StageLedger, progress) -> list[tuple[dict, object]]:
+    """One LLM call per item (``make_call(item)`` returns the client's coroutine), run under the
+    client's concurrency bound. A call that fails is recorded as failed in the ledger, with its error
+    and raw text; the successes come back as (item, ChatResult) in input order. Closes the client."""
+    import asyncio
+
+    from synth_tasks.llm.client import LLMError
+
+    async def one(item: dict):
+        try:
+            result = await make_call(item)
+        except LLMError as exc:
+            ledger.failed(item["id"], str(exc), raw=exc.raw)
+            progress.update(error=True)
+            return None
+        progress.update(tokens=0 if result.cached else result.completion_tokens)
+        return item, result
+
+    async def run_all():
+        try:
+            return await asyncio.gather(*(one(item) for item in items))
+        finally:
+            await client.aclose()
+
+    return [r for r in asyncio.run(run_all()) if r is not None]

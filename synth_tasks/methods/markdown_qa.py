@@ -221,42 +221,25 @@ def _facts_messages(section: dict) -> list[dict]:
 
 def facts(layout, cfg: MarkdownQAConfig, shard: int, sections_url: str, endpoint, n_shards: int) -> dict:
     """Facts for every section of a shard, then the QA jobs planned for it."""
-    import asyncio
-
     from synth_tasks.ledger import StageLedger
-    from synth_tasks.llm.client import LLMClient, LLMError
+    from synth_tasks.llm.client import LLMClient
     from synth_tasks.progress import Progress
-    from synth_tasks.stage import finish_stage
+    from synth_tasks.stage import finish_stage, run_llm_calls
     from synth_tasks.text.facts import heuristic_facts
 
     started = time.monotonic()
     sections = layout.store.read_parquet(sections_url)
     ledger = StageLedger("facts", shard)
-    progress = Progress(f"facts shard {shard}", len(sections), log)
-    found: dict[str, list[str]] = {}
-    client = None if cfg.no_llm else LLMClient.for_stage(cfg, endpoint, layout, n_shards)
-
-    async def extract(section: dict) -> None:
-        try:
-            result = await client.chat(_facts_messages(section), cfg.sampling(section["id"] + ":facts"),
-                                       response_model=Facts)
-        except LLMError as exc:
-            ledger.failed(section["id"], str(exc), raw=exc.raw)
-            progress.update(error=True)
-            return
-        found[section["id"]] = [f.strip() for f in result.parsed.facts if f and f.strip()]
-        progress.update(tokens=0 if result.cached else result.completion_tokens)
-
-    if client is None:
+    client = None
+    if cfg.no_llm:
         found = {s["id"]: heuristic_facts(s["text"]) for s in sections}
     else:
-        async def run_all():
-            try:
-                await asyncio.gather(*(extract(s) for s in sections))
-            finally:
-                await client.aclose()
-
-        asyncio.run(run_all())
+        client = LLMClient.for_stage(cfg, endpoint, layout, n_shards)
+        answered = run_llm_calls(
+            client, sections,
+            lambda s: client.chat(_facts_messages(s), cfg.sampling(s["id"] + ":facts"), response_model=Facts),
+            ledger, Progress(f"facts shard {shard}", len(sections), log))
+        found = {s["id"]: [f.strip() for f in r.parsed.facts if f and f.strip()] for s, r in answered}
 
     jobs: list[dict] = []
     for s in sections:
@@ -298,12 +281,10 @@ def _pair_record(job: dict, pair: dict, model: str) -> dict:
 
 def generate(layout, cfg: MarkdownQAConfig, shard: int, jobs_url: str, endpoint, n_shards: int) -> dict:
     """One QA pair per planned job."""
-    import asyncio
-
     from synth_tasks.ledger import StageLedger
-    from synth_tasks.llm.client import LLMClient, LLMError
+    from synth_tasks.llm.client import LLMClient
     from synth_tasks.progress import Progress
-    from synth_tasks.stage import finish_stage
+    from synth_tasks.stage import finish_stage, run_llm_calls
     from synth_tasks.text.facts import heuristic_pair
 
     started = time.monotonic()
@@ -321,27 +302,12 @@ def generate(layout, cfg: MarkdownQAConfig, shard: int, jobs_url: str, endpoint,
         return finish_stage(layout, ledger, [j["id"] for j in jobs], outputs, started=started)
 
     client = LLMClient.for_stage(cfg, endpoint, layout, n_shards)
-    progress = Progress(f"generate shard {shard}", len(jobs), log)
-
-    async def one(job: dict) -> None:
-        try:
-            result = await client.chat(qa_messages(job), cfg.sampling(job["id"]), response_model=QAPair)
-        except LLMError as exc:
-            ledger.failed(job["id"], str(exc), raw=exc.raw)
-            progress.update(error=True)
-            return
+    answered = run_llm_calls(
+        client, jobs, lambda job: client.chat(qa_messages(job), cfg.sampling(job["id"]), response_model=QAPair),
+        ledger, Progress(f"generate shard {shard}", len(jobs), log))
+    for job, result in answered:
         ledger.kept(job["id"])
         outputs.append(_pair_record(job, result.parsed.model_dump(), result.model))
-        progress.update(tokens=0 if result.cached else result.completion_tokens)
-
-    async def run_all():
-        try:
-            await asyncio.gather(*(one(j) for j in jobs))
-        finally:
-            await client.aclose()
-
-    asyncio.run(run_all())
-    outputs.sort(key=lambda r: r["id"])
     return finish_stage(layout, ledger, [j["id"] for j in jobs], outputs, started=started,
                         extra_stats={"usage": client.usage.as_dict(), "model": endpoint.model})
 

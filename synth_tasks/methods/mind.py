@@ -144,54 +144,26 @@ def _ledger_schema():
 # --------------------------------------------------------------------------------------------
 # generate
 # --------------------------------------------------------------------------------------------
-async def _generate(jobs: list[dict], cfg: MindConfig, client, ledger, progress) -> list[dict]:
-    import asyncio
-
-    from synth_tasks.llm.client import LLMError
-
-    outputs: list[dict] = []
-
-    async def one(job: dict) -> None:
-        try:
-            result = await client.chat(build_messages(job["style"], job["context"]), cfg.sampling(job["id"]))
-        except LLMError as exc:
-            ledger.failed(job["id"], str(exc), raw=exc.raw)
-            progress.update(error=True)
-            return
-        ledger.kept(job["id"])
-        outputs.append(job | {"raw_text": result.text, "model": result.model,
-                              "finish_reason": result.finish_reason, "cached": result.cached,
-                              "prompt_tokens": result.prompt_tokens,
-                              "completion_tokens": result.completion_tokens})
-        progress.update(tokens=0 if result.cached else result.completion_tokens)
-
-    await asyncio.gather(*(one(j) for j in jobs))
-    outputs.sort(key=lambda r: r["id"])  # completion order is not deterministic; outputs are
-    return outputs
-
-
 def generate(layout, cfg: MindConfig, shard: int, jobs_url: str, endpoint, n_shards: int) -> dict:
     """Send every job of one shard to the LLM; failures are recorded with their error."""
-    import asyncio
-
     from synth_tasks.ledger import StageLedger
     from synth_tasks.llm.client import LLMClient
     from synth_tasks.progress import Progress
-    from synth_tasks.stage import finish_stage
+    from synth_tasks.stage import finish_stage, run_llm_calls
 
     started = time.monotonic()
     jobs = layout.store.read_parquet(jobs_url)
     client = LLMClient.for_stage(cfg, endpoint, layout, n_shards)
     ledger = StageLedger("generate", shard)
-    progress = Progress(f"generate shard {shard}", len(jobs), log)
-
-    async def run() -> list[dict]:
-        try:
-            return await _generate(jobs, cfg, client, ledger, progress)
-        finally:
-            await client.aclose()
-
-    outputs = asyncio.run(run())
+    answered = run_llm_calls(
+        client, jobs, lambda job: client.chat(build_messages(job["style"], job["context"]), cfg.sampling(job["id"])),
+        ledger, Progress(f"generate shard {shard}", len(jobs), log))
+    outputs = []
+    for job, result in answered:
+        ledger.kept(job["id"])
+        outputs.append(job | {"raw_text": result.text, "model": result.model, "finish_reason": result.finish_reason,
+                              "cached": result.cached, "prompt_tokens": result.prompt_tokens,
+                              "completion_tokens": result.completion_tokens})
     return finish_stage(layout, ledger, [j["id"] for j in jobs], outputs, started=started,
                         extra_stats={"usage": client.usage.as_dict(), "model": endpoint.model})
 
