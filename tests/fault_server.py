@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 that misbehaves on cue, for retry and
 failure tests. Each request takes the next scripted action; when the script is empty it answers
 normally. Actions: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's
-timeout), "malformed" (200 with a body that is not JSON), "text:<content>" (answers that content).
+timeout), "malformed" (200 with a body that is not JSON), "text:<content>" (answers that content), "raw:<json>" (that whole response body).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class FaultServer:
             h._send(200, self._completion(body, self.default_reply))
         elif action == "malformed":
             h._send(200, b'{"id": "x", "choices": [ this is not json')
+        elif action.startswith("raw:"):
+            h._send(200, action[4:].encode())
         elif action.startswith("text:"):
             h._send(200, self._completion(body, action[5:]))
         else:

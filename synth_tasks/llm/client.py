@@ -234,8 +234,28 @@ class LLMClient:
                 self.usage.cache_hits += 1
                 return ChatResult(**hit, cached=True)
 
+        response = await self._send(messages, {**params, **({"response_format": response_format}
+                                                             if response_format else {})})
+        choice = response.choices[0]
+        usage = response.usage
+        result = ChatResult(
+            text=choice.message.content or "",
+            model=response.model or model,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+        self.usage.requests += 1
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.completion_tokens += result.completion_tokens
+        if self.cache is not None:
+            await self.cache.aput(key, {k: v for k, v in asdict(result).items() if k not in ("cached", "parsed")})
+        return result
+
+    async def _send(self, messages: list[dict], kwargs: dict):
+        """One chat-completions call under the concurrency bound, the deadline, the budget and the
+        retry policy; raises LLMError when it cannot get an answer."""
         client = self._client()
-        extra = {"response_format": response_format} if response_format else {}
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.max_retries + 1),
@@ -252,7 +272,7 @@ class LLMClient:
                             raise BudgetExhausted(self.token_budget)
                         async with asyncio.timeout(self.request_timeout_s):
                             response = await client.chat.completions.create(
-                                model=model, messages=messages, **params, **extra)
+                                model=self.endpoint.model, messages=messages, **kwargs)
                     if not getattr(response, "choices", None):
                         raise _RetryableResponse("response has no choices")
         except LLMError:
@@ -260,22 +280,18 @@ class LLMClient:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded LLMError
             self.usage.failures += 1
             raise LLMError(_classify(exc), _describe(exc)) from exc
+        return response
 
-        choice = response.choices[0]
-        usage = response.usage
-        result = ChatResult(
-            text=choice.message.content or "",
-            model=response.model or model,
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
+    async def raw_completion(self, messages: list[dict], sampling: SamplingParams | None = None) -> dict:
+        """The whole response as a dict, for endpoints whose answer is not the message text (reward
+        models put their scores in logprobs). Retried and accounted like chat(); not cached."""
+        params = sampling.model_dump(exclude_none=True) if sampling else {}
+        response = await self._send(messages, params)
         self.usage.requests += 1
-        self.usage.prompt_tokens += result.prompt_tokens
-        self.usage.completion_tokens += result.completion_tokens
-        if self.cache is not None:
-            await self.cache.aput(key, {k: v for k, v in asdict(result).items() if k not in ("cached", "parsed")})
-        return result
+        if response.usage:
+            self.usage.prompt_tokens += response.usage.prompt_tokens
+            self.usage.completion_tokens += response.usage.completion_tokens
+        return response.model_dump()
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.usage.retries += 1

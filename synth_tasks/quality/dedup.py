@@ -45,3 +45,36 @@ def near_duplicate_of(texts: list[str], threshold: float) -> list[int | None]:
         if match is None:
             lsh.insert(str(i), mh)
     return result
+
+
+def exact_duplicate_of(texts: list[str]) -> list[int | None]:
+    """For each text, the index of the first text equal to it after case and whitespace folding."""
+    first: dict[str, int] = {}
+    result: list[int | None] = []
+    for i, text in enumerate(texts):
+        key = _normalize(text)
+        result.append(first.get(key))
+        first.setdefault(key, i)
+    return result
+
+
+def minhash_duplicate_of(texts: list[str], threshold: float = 0.8, num_perm: int = 128,
+                         shingle_words: int = 5) -> list[int | None]:
+    """Near-duplicate documents (responses, passages): for each text, a kept earlier text whose
+    estimated Jaccard similarity over word ``shingle_words``-grams reaches ``threshold``, else None.
+    MinHash LSH keeps this near-linear; the MinHash estimate confirms each candidate."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    hashes: dict[int, MinHash] = {}
+    result: list[int | None] = []
+    for i, text in enumerate(texts):
+        words = _normalize(text).split()
+        grams = {" ".join(words[k : k + shingle_words]).encode()
+                 for k in range(max(len(words) - shingle_words + 1, 1))}
+        mh = MinHash(num_perm=num_perm, seed=1)
+        mh.update_batch(list(grams))
+        match = next((j for j in sorted(int(c) for c in lsh.query(mh)) if hashes[j].jaccard(mh) >= threshold), None)
+        result.append(match)
+        if match is None:
+            lsh.insert(str(i), mh)
+            hashes[i] = mh
+    return result

@@ -44,3 +44,21 @@ def test_large_inputs_use_lsh_and_report_only_true_duplicates():
             assert fuzz.token_sort_ratio(texts[i].lower(), texts[j].lower()) >= 90 and approx[j] is None
     recall = sum(a is not None for a in approx) / sum(e is not None for e in exact)
     assert recall > 0.9
+
+
+def test_exact_duplicates_fold_case_and_space():
+    from synth_tasks.quality.dedup import exact_duplicate_of
+
+    assert exact_duplicate_of(["Hello  world", "hello world", "other", "HELLO WORLD "]) == [None, 0, None, 0]
+
+
+def test_minhash_finds_near_duplicate_documents():
+    from synth_tasks.quality.dedup import minhash_duplicate_of
+
+    doc = ("To compute the variance of a sum of independent random variables, add their variances; "
+           "the covariance terms vanish because independent variables are uncorrelated, which is the "
+           "key step in the proof of the square root law for sample sums.")
+    near = doc.replace("key step", "central step")
+    other = ("The exponential distribution is memoryless: given that a lifetime has exceeded t, the "
+             "remaining lifetime has the same exponential distribution as the original one.")
+    assert minhash_duplicate_of([doc, other, near, doc.upper()], threshold=0.7) == [None, None, 0, 0]
