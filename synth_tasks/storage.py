@@ -38,6 +38,7 @@ class Store:
         self.root_path = path.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.is_local = isinstance(fs, LocalFileSystem)
+        self._made_dirs: set[str] = set()
         self.protocol = "file" if self.is_local else protocol
         self.root = self.url(self.root_path)
 
@@ -56,9 +57,16 @@ class Store:
         path = self._path(url)
         parent = path.rsplit("/", 1)[0]
         if self.is_local:
-            os.makedirs(parent, exist_ok=True)
+            if parent not in self._made_dirs:  # one mkdir per folder, not per write
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
             tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
+            try:
+                f = open(tmp, "wb")
+            except FileNotFoundError:  # the folder was removed since (delete_tree, another process)
+                os.makedirs(parent, exist_ok=True)
+                f = open(tmp, "wb")
+            with f:
                 f.write(data)
             os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
         else:

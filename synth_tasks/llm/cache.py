@@ -29,6 +29,9 @@ class ResponseCache:
 
     def get(self, key: str) -> dict | None:
         try:
+            if self.store.is_local:  # the hot path of every request: plain file IO, no fsspec layers
+                with open(self.store._path(self._url(key)), "rb") as f:
+                    return json.loads(f.read())
             return json.loads(self.store.read_bytes(self._url(key)))
         except FileNotFoundError:
             return None

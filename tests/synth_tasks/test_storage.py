@@ -31,3 +31,11 @@ def test_relative_root_becomes_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = Store("file://./data")
     assert store.root == f"file://{tmp_path}/data"
+
+
+def test_writing_again_after_the_folder_was_removed(store):
+    url = store.join("p", "stage", "part-00000.parquet")
+    store.write_bytes(url, b"one")
+    store.delete_tree(store.join("p"))
+    store.write_bytes(url, b"two")
+    assert store.read_bytes(url) == b"two"
