@@ -205,10 +205,8 @@ def plan_types(cfg: MarkdownQAConfig, section_id: str, has_neighbor: bool) -> li
     while len(chosen) < cfg.pairs_per_section and pool:
         kind = rng.choices(list(pool), weights=list(pool.values()))[0]
         chosen.append(kind)
-        if len(pool) > 1:
+        if len(pool) > 1:  # the last usable type may repeat; each repeat uses another fact
             pool.pop(kind)
-        elif len(chosen) < cfg.pairs_per_section:
-            pass  # one type left: it may repeat (each repeat uses another fact)
     return chosen
 
 
