@@ -97,13 +97,17 @@ class MarkdownQAConfig(LLMParams):
 
 
 class Facts(BaseModel):
-    facts: list[str]
+    # minItems reaches the grammar of constrained decoders (llama.cpp), so a model cannot answer
+    # with an empty list; a section with nothing to say still ends as no_facts in the ledger.
+    facts: list[str] = Field(min_length=1, max_length=20)
 
 
 class QAPair(BaseModel):
-    question: str
-    answer: str
-    reasoning_steps: list[str]
+    # Non-empty by schema: constrained decoders then cannot emit an empty question or answer, and
+    # other backends get a validation error and one repair attempt.
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    reasoning_steps: list[str] = Field(min_length=1, max_length=8)
     evidence: str
 
 
@@ -304,8 +308,12 @@ def generate(layout, cfg: MarkdownQAConfig, shard: int, jobs_url: str, endpoint,
         client, jobs, lambda job: client.chat(qa_messages(job), cfg.sampling(job["id"]), response_model=QAPair),
         ledger, Progress(f"generate shard {shard}", len(jobs), log))
     for job, result in answered:
+        pair = result.parsed
+        if not pair.question.strip() or not pair.answer.strip():  # whitespace passes min_length
+            ledger.failed(job["id"], "invalid_structured_output: blank question or answer", raw=result.text)
+            continue
         ledger.kept(job["id"])
-        outputs.append(_pair_record(job, result.parsed.model_dump(), result.model))
+        outputs.append(_pair_record(job, pair.model_dump(), result.model))
     return finish_stage(layout, ledger, [j["id"] for j in jobs], outputs, started=started,
                         extra_stats={"usage": client.usage.as_dict(), "model": endpoint.model})
 
