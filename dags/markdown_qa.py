@@ -28,20 +28,15 @@ and `_dropped/` account for every file, section and pair.
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import dag, task
 
-from synth_tasks.airflow_glue import default_args, params_from_config
+from synth_tasks.airflow_glue import daily_dag_args, params_from_config
 from synth_tasks.methods.markdown_qa import DAG_ID, MarkdownQAConfig
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
+    **daily_dag_args(),
     params=params_from_config(MarkdownQAConfig),
     doc_md=__doc__,
     tags=["synthetic-data", "qa", "fine-tuning"],

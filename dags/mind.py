@@ -26,22 +26,15 @@ retried task re-sends nothing that already completed.
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import dag, task
 
-from synth_tasks.airflow_glue import default_args, params_from_config
+from synth_tasks.airflow_glue import daily_dag_args, params_from_config
 from synth_tasks.methods.mind import DAG_ID, MindConfig
 
 
 @dag(
     dag_id=DAG_ID,
-    # Data intervals (not trigger times): the run for [day, day+1) runs after the day ends and
-    # works on partition {ds} = day, so a backfill of a day redoes exactly that partition.
-    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(),
+    **daily_dag_args(),
     params=params_from_config(MindConfig),
     doc_md=__doc__,
     tags=["synthetic-data", "math", "pretraining"],

@@ -27,6 +27,18 @@ def default_args() -> dict:
             "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=30)}
 
 
+def daily_dag_args() -> dict:
+    """The schedule every DAG shares: daily on data intervals (not trigger times), so the run for
+    [day, day+1) starts after the day ends and works on partition {ds} = day, and a backfill of a
+    day redoes exactly that partition; no catch-up; one run at a time; retries on every task."""
+    import pendulum
+    from airflow.sdk import CronDataIntervalTimetable
+
+    return {"schedule": CronDataIntervalTimetable("@daily", timezone="UTC"),
+            "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"), "catchup": False, "max_active_runs": 1,
+            "default_args": default_args()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Params <-> config
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ os.environ["SYNTH_RETRY_DELAY_S"] = "1"
 for var in ("SYNTH_LLM_BASE_URL", "SYNTH_LLM_PROVIDER", "SYNTH_LLM_MODEL", "SYNTH_LLM_API_KEY"):
     os.environ.pop(var, None)
 
-DATA = ROOT / "tests" / "data"
+DATA = ROOT / "tests" / "fixtures"
 SAMPLE = ROOT / "include" / "sample_data" / "mind" / "prob140_sample.jsonl"
 
 
