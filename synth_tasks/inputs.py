@@ -34,12 +34,12 @@ class BadInput:
     error: str
 
 
-def list_input_files(store: Store, pattern: str) -> list[str]:
-    """A file, a directory (its *.jsonl/*.parquet files) or a glob."""
+def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("*.jsonl", "*.parquet")) -> list[str]:
+    """A file, a folder (its files matching ``in_folder``) or a glob."""
     if any(ch in pattern for ch in "*?["):
         files = store.glob(pattern)
     elif store.fs.isdir(store._path(pattern)):
-        files = store.glob(pattern.rstrip("/") + "/*.jsonl") + store.glob(pattern.rstrip("/") + "/*.parquet")
+        files = [f for glob in in_folder for f in store.glob(pattern.rstrip("/") + "/" + glob)]
     else:
         files = [pattern] if store.exists(pattern) else []
     if not files:

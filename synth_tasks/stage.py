@@ -11,6 +11,12 @@ from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
 from synth_tasks.storage import RunLayout
 
 
+def write_shards(layout: RunLayout, stage: str, rows: list[dict], shard_size: int) -> list[str]:
+    """Write ``rows`` as consecutive shards of ``shard_size``; the URLs are what the mapped tasks take."""
+    return [layout.store.write_parquet(layout.part(stage, shard), rows[start : start + shard_size])
+            for shard, start in enumerate(range(0, len(rows), shard_size))]
+
+
 def finish_stage(
     layout: RunLayout,
     ledger: StageLedger,

@@ -131,30 +131,17 @@ def read_markdown(store, url: str) -> str:
         raise InputError(f"{url}: not UTF-8 (byte {exc.start})") from None
 
 
-def list_markdown_files(store, pattern: str) -> list[str]:
-    from synth_tasks.inputs import InputError
-
-    if any(ch in pattern for ch in "*?["):
-        files = store.glob(pattern)
-    elif store.fs.isdir(store._path(pattern)):
-        files = store.glob(pattern.rstrip("/") + "/**/*.md")
-    else:
-        files = [pattern] if store.exists(pattern) else []
-    if not files:
-        raise InputError(f"no markdown files match {pattern!r}")
-    return files
-
-
 def prepare(layout, cfg: MarkdownQAConfig, input_pattern: str) -> dict:
     """Split every markdown file into sections and write them in shards. A re-run starts afresh."""
-    from synth_tasks.inputs import InputError
+    from synth_tasks.inputs import InputError, list_input_files
     from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
+    from synth_tasks.stage import write_shards
     from synth_tasks.text.markdown import split_sections
 
     started = time.monotonic()
     layout.store.delete_tree(layout.base)
     ledger = StageLedger("prepare", 0)
-    files = list_markdown_files(layout.store, input_pattern)
+    files = list_input_files(layout.store, input_pattern, in_folder=("**/*.md",))
     sections: list[dict] = []
     for url in files:
         try:
@@ -185,8 +172,7 @@ def prepare(layout, cfg: MarkdownQAConfig, input_pattern: str) -> dict:
     if not sections:
         problems = [r["error"] or r["reason"] for r in ledger.rows][:5]
         raise InputError(f"no usable markdown in {input_pattern!r}: {problems}")
-    shards = [layout.store.write_parquet(layout.part("sections", i), sections[start : start + cfg.shard_size])
-              for i, start in enumerate(range(0, len(sections), cfg.shard_size))]
+    shards = write_shards(layout, "sections", sections, cfg.shard_size)
     stats = ledger.stats() | {"produced": len(sections), "seconds": round(time.monotonic() - started, 3),
                               "started_at": time.time()}
     log.info("prepare: %d files -> %d sections in %d shards", len(files), len(sections), len(shards))

@@ -80,7 +80,8 @@ def prepare(layout, cfg: MindConfig, input_pattern: str) -> dict:
 
     Returns {"shards": [job shard URLs], "stats": ...}. A re-run starts the partition afresh."""
     from synth_tasks.inputs import InputError, list_input_files, read_text_records
-    from synth_tasks.ledger import StageLedger
+    from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
+    from synth_tasks.stage import write_shards
     from synth_tasks.text.chunking import chunk_text
 
     started = time.monotonic()
@@ -121,24 +122,16 @@ def prepare(layout, cfg: MindConfig, input_pattern: str) -> dict:
                                  "style": str(style), "context": ch.text, "context_tokens": ch.n_tokens,
                                  "source_file": rec.source, "source_row": rec.row})
     ledger.check_complete(input_ids)
-    layout.store.write_parquet(layout.ledger_part("prepare", 0), ledger.rows, _ledger_schema())
+    layout.store.write_parquet(layout.ledger_part("prepare", 0), ledger.rows, LEDGER_SCHEMA)
     if not jobs:
         problems = [r["error"] or r["reason"] for r in ledger.rows][:5]
         raise InputError(f"no usable input records in {input_pattern!r}: {problems}")
-    shards = []
-    for shard, start in enumerate(range(0, len(jobs), cfg.shard_size)):
-        shards.append(layout.store.write_parquet(layout.part("jobs", shard), jobs[start : start + cfg.shard_size]))
+    shards = write_shards(layout, "jobs", jobs, cfg.shard_size)
     stats = ledger.stats() | {"produced": len(jobs), "chunks": n_chunks,
                               "seconds": round(time.monotonic() - started, 3), "started_at": time.time()}
     log.info("prepare: %d input records -> %d contexts -> %d jobs in %d shards",
              len(input_ids), n_chunks, len(jobs), len(shards))
     return {"shards": shards, "stats": stats}
-
-
-def _ledger_schema():
-    from synth_tasks.ledger import LEDGER_SCHEMA
-
-    return LEDGER_SCHEMA
 
 
 # --------------------------------------------------------------------------------------------
