@@ -1,4 +1,4 @@
-"""Reading raw input records (JSONL or Parquet) with errors that name the file and the row.
+"""Reading raw input records (JSONL, Parquet or a YAML list) with errors that name the file and the row.
 
 A problem with one row fails that row (it is reported, not dropped); a problem with a whole file
 (unreadable, empty, corrupt, missing column) fails that file's records as one entry and leaves the
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from synth_tasks.storage import Store
 
@@ -25,7 +26,8 @@ class InputRecord:
     id: str
     text: str
     source: str  # file URL
-    row: int  # 1-based line (JSONL) or row index + 1 (Parquet)
+    row: int  # 1-based line (JSONL) or item number (Parquet row, YAML list item)
+    fields: dict = field(default_factory=dict)  # the requested extra columns the row has
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,10 @@ def _row_id(name: str, row: int, raw_id) -> str:
     return f"{name}#{row}" if raw_id is None or raw_id == "" else str(raw_id)
 
 
-def read_text_records(store: Store, url: str, text_column: str, id_column: str | None = None
-                      ) -> tuple[list[InputRecord], list[BadInput]]:
-    """Read one JSONL or Parquet file; raise InputError for a whole-file problem."""
+def read_text_records(store: Store, url: str, text_column: str, id_column: str | None = None,
+                      extra_columns: tuple[str, ...] = ()) -> tuple[list[InputRecord], list[BadInput]]:
+    """Read one JSONL, Parquet or YAML file; raise InputError for a whole-file problem. Of
+    ``extra_columns``, those a row has are passed on in ``InputRecord.fields``."""
     name = url.rsplit("/", 1)[-1]
     try:
         data = store.read_bytes(url)
@@ -65,8 +68,10 @@ def read_text_records(store: Store, url: str, text_column: str, id_column: str |
         rows = _parquet_rows(url, data, text_column, id_column)
     elif url.endswith((".jsonl", ".json")):
         rows = _jsonl_rows(url, data)
+    elif url.endswith((".yaml", ".yml")):
+        rows = _yaml_rows(url, data)
     else:
-        raise InputError(f"{url}: unsupported input format (expected .jsonl or .parquet)")
+        raise InputError(f"{url}: unsupported input format (expected .jsonl, .parquet or .yaml)")
 
     good: list[InputRecord] = []
     bad: list[BadInput] = []
@@ -89,7 +94,8 @@ def read_text_records(store: Store, url: str, text_column: str, id_column: str |
         if not isinstance(text, str):
             bad.append(BadInput(rid, f"bad_type: {url} row {row}: {text_column!r} is {type(text).__name__}, not text"))
             continue
-        good.append(InputRecord(id=rid, text=text, source=url, row=row))
+        fields = {c: obj[c] for c in extra_columns if obj.get(c) is not None}
+        good.append(InputRecord(id=rid, text=text, source=url, row=row, fields=fields))
     if rows and missing_column_rows == len(rows):
         raise InputError(f"{url}: no column {text_column!r} in any row")
     return good, bad
@@ -124,3 +130,18 @@ def _jsonl_rows(url: str, data: bytes):
             continue
         rows.append((lineno, obj, None))
     return rows
+
+
+def _yaml_rows(url: str, data: bytes):
+    try:
+        items = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{url}: not UTF-8 at byte {exc.start}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{url}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(items, list):
+        raise InputError(f"{url}: expected a YAML list of records, got {type(items).__name__}")
+    return [(i, obj, None) if isinstance(obj, dict) else (i, None, f"expected a mapping, got {type(obj).__name__}")
+            for i, obj in enumerate(items, start=1)]

@@ -38,6 +38,7 @@ class StageLedger:
     stage: str
     shard: int
     _rows: dict[str, dict] = field(default_factory=dict)
+    _created: set[str] = field(default_factory=set)
 
     def _add(self, record_id: str, outcome: Outcome, reason=None, error=None, raw=None) -> None:
         if record_id in self._rows:
@@ -61,6 +62,11 @@ class StageLedger:
     def failed(self, record_id: str, error: str, raw: str | None = None) -> None:
         self._add(record_id, Outcome.FAILED, error=error, raw=raw)
 
+    def created(self, record_id: str) -> None:
+        """Register a record this stage makes itself (an evolved instruction): it is accounted for
+        here like a received one, but the chain check does not expect it from the previous stage."""
+        self._created.add(record_id)
+
     @property
     def rows(self) -> list[dict]:
         return list(self._rows.values())
@@ -71,6 +77,9 @@ class StageLedger:
         if len(expected) != len(input_ids):
             dupes = [k for k, n in Counter(input_ids).items() if n > 1][:5]
             raise LedgerError(f"{self.stage}[{self.shard}]: duplicate input ids {dupes}")
+        if not self._created <= expected:
+            raise LedgerError(f"{self.stage}[{self.shard}]: created records {sorted(self._created - expected)[:5]} "
+                              "are not among the stage's records")
         missing = expected - self._rows.keys()
         extra = self._rows.keys() - expected
         if missing or extra:
@@ -87,6 +96,7 @@ class StageLedger:
             "stage": self.stage,
             "shard": self.shard,
             "input": len(self._rows),
+            "created": len(self._created),
             "kept": outcomes[Outcome.KEPT],
             "filtered": outcomes[Outcome.FILTERED],
             "failed": outcomes[Outcome.FAILED],
@@ -106,12 +116,13 @@ def summarize_stages(shard_stats: list[dict]) -> dict:
     for s in shard_stats:
         agg = stages.setdefault(
             s["stage"],
-            {"shards": 0, "input": 0, "kept": 0, "filtered": 0, "failed": 0, "produced": 0,
+            {"shards": 0, "input": 0, "created": 0, "kept": 0, "filtered": 0, "failed": 0, "produced": 0,
              "filter_reasons": Counter(), "error_kinds": Counter(), "usage": Counter(), "seconds": 0.0},
         )
         agg["shards"] += 1
         for key in ("input", "kept", "filtered", "failed"):
             agg[key] += s[key]
+        agg["created"] += s.get("created", 0)
         agg["produced"] += s.get("produced", s["kept"])
         agg["filter_reasons"].update(s.get("filter_reasons", {}))
         agg["error_kinds"].update(s.get("error_kinds", {}))

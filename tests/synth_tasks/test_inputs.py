@@ -79,3 +79,23 @@ def test_listing_files_dirs_and_globs(store, tmp_path):
     assert len(list_input_files(store, f"file://{tmp_path}/in/*.jsonl")) == 1
     with pytest.raises(InputError, match="no input files match"):
         list_input_files(store, f"file://{tmp_path}/nothing/*.jsonl")
+
+
+def test_yaml_lists_read_with_extra_fields_and_name_bad_items(store, tmp_path):
+    url = _write(tmp_path / "in" / "seeds.yaml", (
+        b"- id: s1\n  domain: math\n  instruction: Add two numbers.\n"
+        b"- just a string\n"
+        b"- id: s3\n  instruction: Name a prime.\n"))
+    good, bad = read_text_records(store, url, "instruction", "id", extra_columns=("domain",))
+    assert [(r.id, r.row, r.fields) for r in good] == [("s1", 1, {"domain": "math"}), ("s3", 3, {})]
+    assert [b.error for b in bad] == [f"bad_row: {url} row 2: expected a mapping, got str"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"- id: a\n  instruction: [unclosed\n", "invalid YAML at line 3"),
+    (b"seeds:\n  - id: a\n", "expected a YAML list of records, got dict"),
+])
+def test_unusable_yaml_fails_the_file_naming_it(store, tmp_path, content, message):
+    url = _write(tmp_path / "in" / "bad.yaml", content)
+    with pytest.raises(InputError, match=f"bad.yaml: {message}"):
+        read_text_records(store, url, "instruction", "id")

@@ -15,7 +15,7 @@ def _ledger():
 
 def test_stats_add_up_and_count_reasons_by_kind():
     stats = _ledger().stats()
-    assert stats == {"stage": "filter", "shard": 3, "input": 4, "kept": 1, "filtered": 2, "failed": 1,
+    assert stats == {"stage": "filter", "shard": 3, "input": 4, "created": 0, "kept": 1, "filtered": 2, "failed": 1,
                      "filter_reasons": {"too_short": 2}, "error_kinds": {"timeout": 1}}
 
 
@@ -48,3 +48,23 @@ def test_summary_sums_shards_and_checks_the_chain():
     filt[0]["kept"] = 2
     problems = check_chain(summarize_stages(gen + filt), ["generate", "filter"])
     assert problems == ["generate produced 12 but filter took in 11"]
+
+
+def test_records_a_stage_creates_are_accounted_but_not_expected_from_before():
+    prev = StageLedger("respond", 0)
+    for rid in ("a", "b"):
+        prev.kept(rid)
+    evolve = StageLedger("evolve", 0)
+    evolve.kept("a")
+    evolve.kept("b")
+    for rid, keep in (("a:e1", True), ("b:e1", False)):
+        evolve.created(rid)
+        evolve.kept(rid) if keep else evolve.filtered(rid, "no_information_gain: equal to parent")
+    evolve.check_complete(["a", "b", "a:e1", "b:e1"])
+    stats = [prev.stats() | {"produced": 2}, evolve.stats() | {"produced": 3}]
+    stages = summarize_stages(stats)
+    assert stages["evolve"]["input"] == 4 and stages["evolve"]["created"] == 2 and stages["evolve"]["balanced"]
+    assert check_chain(stages, ["respond", "evolve"]) == []
+    evolve.created("ghost")
+    with pytest.raises(LedgerError, match="ghost"):
+        evolve.check_complete(["a", "b", "a:e1", "b:e1"])
