@@ -44,7 +44,9 @@ def daily_dag_args() -> dict:
 # ---------------------------------------------------------------------------------------------
 def _inline_refs(schema: dict, defs: dict) -> dict:
     if "$ref" in schema:
-        return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        # keep the siblings of the reference (a field's default and description)
+        siblings = {k: v for k, v in schema.items() if k != "$ref"}
+        return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]] | siblings, defs)
     out = {}
     for key, value in schema.items():
         if key in ("title",):

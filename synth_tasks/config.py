@@ -3,6 +3,8 @@ run at its start with the field's name instead of being silently ignored."""
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 
@@ -31,6 +33,13 @@ class SamplingParams(StrictModel):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     max_tokens: int = Field(1024, ge=1, le=32768)
     seed: int | None = Field(None, description="Per-request seed; part of the cache key.")
+
+    @classmethod
+    def seeded(cls, run_seed: int, key: str, **values) -> "SamplingParams":
+        """Sampling whose seed derives from the run's seed and a record key, so outputs are
+        reproducible and a re-run hits the response cache."""
+        seed = int.from_bytes(hashlib.sha256(f"{run_seed}:{key}".encode()).digest()[:4], "big")
+        return cls(seed=seed, **values)
 
 
 class EndpointConfig(StrictModel):

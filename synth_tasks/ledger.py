@@ -117,7 +117,8 @@ def summarize_stages(shard_stats: list[dict]) -> dict:
         agg = stages.setdefault(
             s["stage"],
             {"shards": 0, "input": 0, "created": 0, "kept": 0, "filtered": 0, "failed": 0, "produced": 0,
-             "filter_reasons": Counter(), "error_kinds": Counter(), "usage": Counter(), "seconds": 0.0},
+             "filter_reasons": Counter(), "error_kinds": Counter(), "usage": Counter(), "counts": Counter(),
+             "seconds": 0.0},
         )
         agg["shards"] += 1
         for key in ("input", "kept", "filtered", "failed"):
@@ -127,10 +128,11 @@ def summarize_stages(shard_stats: list[dict]) -> dict:
         agg["filter_reasons"].update(s.get("filter_reasons", {}))
         agg["error_kinds"].update(s.get("error_kinds", {}))
         agg["usage"].update(s.get("usage", {}))
+        agg["counts"].update(s.get("counts", {}))  # a stage's own counters (e.g. responses per instruction)
         agg["seconds"] += s.get("seconds", 0.0)
     for agg in stages.values():
         agg["balanced"] = agg["input"] == agg["kept"] + agg["filtered"] + agg["failed"]
-        for key in ("filter_reasons", "error_kinds", "usage"):
+        for key in ("filter_reasons", "error_kinds", "usage", "counts"):
             agg[key] = dict(sorted(agg[key].items()))
         agg["seconds"] = round(agg["seconds"], 3)
     return stages

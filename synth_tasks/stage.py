@@ -39,7 +39,7 @@ def finish_stage(
 
 
 def run_llm_calls(client, items: list[dict], make_call, ledger: StageLedger, progress) -> list[tuple[dict, object]]:
-    """One LLM call per item (``make_call(item)`` returns the client's coroutine), run under the
+    """One LLM call per item (``make_call(item)`` returns a coroutine using the client), run under the
     client's concurrency bound. A call that fails is recorded as failed in the ledger, with its error
     and raw text; the successes come back as (item, ChatResult) in input order. Closes the client."""
     import asyncio
@@ -53,7 +53,8 @@ def run_llm_calls(client, items: list[dict], make_call, ledger: StageLedger, pro
             ledger.failed(item["id"], str(exc), raw=exc.raw)
             progress.update(error=True)
             return None
-        progress.update(tokens=0 if result.cached else result.completion_tokens)
+        # judges and filters return scores or verdicts, not chat results: no tokens to count there
+        progress.update(tokens=0 if getattr(result, "cached", True) else result.completion_tokens)
         return item, result
 
     async def run_all():

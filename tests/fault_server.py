@@ -1,6 +1,7 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 that misbehaves on cue, for retry and
 failure tests. Each request takes the next scripted action; when the script is empty it answers
-normally. Actions: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's
+with ``responder(request body)`` if one is set (content-dependent replies for concurrent stages),
+else with the default reply. Actions: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's
 timeout), "malformed" (200 with a body that is not JSON), "text:<content>" (answers that content), "raw:<json>" (that whole response body).
 """
 
@@ -18,6 +19,7 @@ class FaultServer:
                  hang_s: float = 5.0, latency_s: float = 0.0):
         self.script: deque[str] = deque()
         self.default_reply, self.retry_after, self.hang_s, self.latency_s = default_reply, retry_after, hang_s, latency_s
+        self.responder = None  # body -> reply text
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.in_flight = self.max_in_flight = 0
@@ -38,7 +40,12 @@ class FaultServer:
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                    action = server.script.popleft() if server.script else "ok"
+                    if server.script:
+                        action = server.script.popleft()
+                    elif server.responder is not None:
+                        action = "text:" + server.responder(body)
+                    else:
+                        action = "ok"
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:

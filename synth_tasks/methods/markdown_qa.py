@@ -92,8 +92,8 @@ class MarkdownQAConfig(LLMParams):
         return self
 
     def sampling(self, job_id: str) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_p=0.95, max_tokens=self.max_tokens,
-                              seed=_stable_int(f"{self.seed}:{job_id}"))
+        return SamplingParams.seeded(self.seed, job_id, temperature=self.temperature, top_p=0.95,
+                                     max_tokens=self.max_tokens)
 
 
 class Facts(BaseModel):

@@ -17,7 +17,6 @@ module at parse time for its config.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from enum import StrEnum
@@ -60,10 +59,8 @@ class MindConfig(LLMParams):
     seed: int = Field(0, description="Seeds sampling and the split; part of every cache key.")
 
     def sampling(self, job_id: str) -> SamplingParams:
-        # A per-job seed keeps outputs reproducible and the cache key stable across re-runs.
-        seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{job_id}".encode()).digest()[:4], "big")
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.max_tokens, seed=seed)
+        return SamplingParams.seeded(self.seed, job_id, temperature=self.temperature, top_p=self.top_p,
+                                     max_tokens=self.max_tokens)
 
 
 def build_messages(style: str, context: str) -> list[dict]:

@@ -74,15 +74,15 @@ class RougeNovelty:
 
 @dataclass(frozen=True)
 class WordCount:
-    """Self-Instruct's length rule: more than ``min_exclusive`` and at most ``max_words`` words."""
+    """Self-Instruct's length rule: drop instructions of 3 words or fewer, or over 150."""
 
-    min_exclusive: int = 3
+    min_words: int = 4
     max_words: int = 150
 
     def __call__(self, text: str, prompt: str = "") -> Verdict:
         n = len(text.split())
-        if n <= self.min_exclusive:
-            return drop(f"too_few_words: {n} <= {self.min_exclusive}")
+        if n < self.min_words:
+            return drop(f"too_few_words: {n} < {self.min_words}")
         if n > self.max_words:
             return drop(f"too_many_words: {n} > {self.max_words}")
         return KEEP

@@ -5,21 +5,28 @@ LLMError with the raw text: a record is never scored silently."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel
 
 from synth_tasks.config import SamplingParams
-from synth_tasks.llm.client import LLMClient, LLMError
 
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 DEFAULT_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.3, "coherence": 0.2, "complexity": 0.1, "verbosity": 0.1}
 
 
+# An enum rather than a 0..4 range: constrained decoders (llama.cpp's grammar) enforce enums but
+# not integer bounds, so the schema itself keeps a small judge from answering 5; other backends
+# get a validation error, one repair attempt, and then a failure with the raw text.
+Score = Literal[0, 1, 2, 3, 4]
+
+
 class HelpSteerScores(BaseModel):
-    helpfulness: int = Field(ge=0, le=4)
-    correctness: int = Field(ge=0, le=4)
-    coherence: int = Field(ge=0, le=4)
-    complexity: int = Field(ge=0, le=4)
-    verbosity: int = Field(ge=0, le=4)
+    helpfulness: Score
+    correctness: Score
+    coherence: Score
+    complexity: Score
+    verbosity: Score
 
 
 def weighted_score(scores: dict[str, float], weights: dict[str, float] = DEFAULT_WEIGHTS) -> float:
@@ -36,7 +43,7 @@ def weighted_score(scores: dict[str, float], weights: dict[str, float] = DEFAULT
 class LLMJudge:
     """Asks an instruction-following model for the five scores as structured output."""
 
-    def __init__(self, client: LLMClient, sampling: SamplingParams | None = None,
+    def __init__(self, client, sampling: SamplingParams | None = None,
                  weights: dict[str, float] = DEFAULT_WEIGHTS):
         self.client, self.weights = client, weights
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=128)
@@ -56,11 +63,13 @@ class RewardModelJudge:
     [user, assistant] conversation with one logprob entry per attribute: token = attribute name,
     logprob = its score."""
 
-    def __init__(self, client: LLMClient, weights: dict[str, float] = DEFAULT_WEIGHTS):
+    def __init__(self, client, weights: dict[str, float] = DEFAULT_WEIGHTS):
         self.client, self.weights = client, weights
 
     async def score(self, instruction: str, response: str) -> dict:
         import json
+
+        from synth_tasks.llm.client import LLMError
 
         raw = await self.client.raw_completion(
             [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}])

