@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 that misbehaves on cue, for retry and
 failure tests. Each request takes the next scripted action; when the script is empty it answers
-with ``responder(request body)`` if one is set (content-dependent replies for concurrent stages),
-else with the default reply. Actions: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's
+with ``responder(request body)`` if one is set (content-dependent replies for concurrent stages:
+its reply text, or a whole body as "raw:<json>"), else with the default reply. Actions: "ok", "429" (with Retry-After), "500", "hang" (sleeps past the client's
 timeout), "malformed" (200 with a body that is not JSON), "text:<content>" (answers that content), "raw:<json>" (that whole response body).
 """
 
@@ -43,7 +43,8 @@ class FaultServer:
                     if server.script:
                         action = server.script.popleft()
                     elif server.responder is not None:
-                        action = "text:" + server.responder(body)
+                        reply = server.responder(body)
+                        action = reply if reply.startswith("raw:") else "text:" + reply
                     else:
                         action = "ok"
                     server.in_flight += 1

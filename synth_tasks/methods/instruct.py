@@ -237,11 +237,13 @@ def prepare(layout, cfg: InstructConfig, input_pattern: str) -> dict:
             input_ids.append(b.id)
             ledger.failed(b.id, b.error)
         for rec in records:
-            rid = rec.id if rec.id not in seen_ids else f"{rec.source.rsplit('/', 1)[-1]}#{rec.row}"
-            input_ids.append(rid)
-            if rid in seen_ids:
-                ledger.failed(rid, f"duplicate_id: {rec.source} row {rec.row}: id {rec.id!r} used in another file")
+            if rec.id in seen_ids:  # ids are unique within a file (the reader checks); here across files
+                rid = f"{url}#{rec.row}"
+                input_ids.append(rid)
+                ledger.failed(rid, f"duplicate_id: {url} row {rec.row}: id {rec.id!r} used in another file")
                 continue
+            rid = rec.id
+            input_ids.append(rid)
             seen_ids.add(rid)
             if not rec.text.strip():
                 ledger.filtered(rid, "empty_instruction: no text")
@@ -578,12 +580,12 @@ def best_response(record: dict) -> dict:
 # screen (per shard) and select (all shards)
 # --------------------------------------------------------------------------------------------
 def screen(layout, cfg: InstructConfig, upstream: dict, endpoint=None) -> dict:
-    """Per-record filters, cheapest first: benchmark overlap (instruction and every response),
-    keyword safety (instruction and best response), quality threshold on the best response, then
-    the optional LLM safety judge."""
+    """Per-record filters, cheapest first: benchmark overlap and keyword safety (instruction and
+    every response), quality threshold on the best response, then the optional LLM safety judge
+    (instruction and best response)."""
     from synth_tasks.ledger import StageLedger
     from synth_tasks.quality.decontamination import Decontaminator
-    from synth_tasks.quality.filters import drop, first_drop
+    from synth_tasks.quality.filters import KEEP, drop, first_drop
     from synth_tasks.quality.safety import KeywordSafety
     from synth_tasks.stage import finish_stage
 
@@ -595,8 +597,9 @@ def screen(layout, cfg: InstructConfig, upstream: dict, endpoint=None) -> dict:
     passed, dropped = [], []
     for r in records:
         best = best_response(r)
-        everything = "\n".join([r["instruction"], *(x["text"] for x in r["responses"])])
-        verdict = first_drop(text_filters, everything)
+        # every text that can reach an output (a rejected response too), each on its own
+        texts = [r["instruction"], *(x["text"] for x in r["responses"])]
+        verdict = next((v for v in (first_drop(text_filters, t) for t in texts) if not v.keep), KEEP)
         if verdict.keep and best["scores"]["overall"] < cfg.min_quality:
             verdict = drop(f"low_quality: best overall {best['scores']['overall']:.2f} < {cfg.min_quality}")
         if not verdict.keep:

@@ -38,6 +38,18 @@ def test_params_mirror_the_config():
     assert all(p.description for p in params.values())
 
 
+def test_enum_fields_keep_their_default_and_description_as_params():
+    from synth_tasks.methods.instruct import InstructConfig
+
+    params = glue.params_from_config(InstructConfig)
+    judge = params["judge"]
+    assert judge.value == "llm" and judge.schema["enum"] == ["llm", "reward_model"] and judge.description
+    assert params["judge_weights"].value["helpfulness"] == 0.3
+    assert params["judge_weights"].schema["additionalProperties"] == {"type": "number"}
+    for param in params.values():
+        param.resolve()  # every default passes its own schema (else Airflow refuses the schedule)
+
+
 def test_bad_params_fail_without_retries_naming_the_field():
     from airflow.sdk.exceptions import AirflowFailException
 

@@ -12,6 +12,7 @@ from synth_tasks.config import ConfigError, EndpointConfig, parse_config
 from synth_tasks.methods import instruct
 from synth_tasks.methods.instruct import InstructConfig, parse_instruction
 from synth_tasks.prompts import include_dir
+from synth_tasks.quality.judge import ATTRIBUTES
 
 SEEDS_YAML = b"""\
 - id: m1
@@ -108,6 +109,19 @@ def test_prepare_accounts_for_every_seed_row_and_plans_jobs_over_domains_and_top
     assert [j["domain"] for j in jobs] == ["math", "writing", "astronomy", "math", "writing"]
     assert all(sorted(j["examples"]) == sorted(s["instruction"] for s in layout.store.read_parquet(
         layout.part("seeds", 0))) for j in jobs)  # 3 seeds: all of them are the examples
+
+
+def test_a_seed_id_used_in_two_files_fails_the_second_naming_both(layout, tmp_path):
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "a.yaml").write_bytes(b"- id: s1\n  instruction: Name three rivers in Europe.\n")
+    (folder / "b.jsonl").write_bytes(b'{"id": "s1", "instruction": "Name three lakes in Africa."}\n'
+                                     b'{"id": "s2", "instruction": "Name three deserts."}\n')
+    prepared = instruct.prepare(layout, _cfg(self_instruct_count=0), f"file://{folder}")
+    ledger = _ledger(layout, "prepare")
+    assert ledger[f"file://{folder}/b.jsonl#1"]["error"] == (
+        f"duplicate_id: file://{folder}/b.jsonl row 1: id 's1' used in another file")
+    assert ledger["s1"]["outcome"] == ledger["s2"]["outcome"] == "kept" and prepared["stats"]["produced"] == 2
 
 
 def test_machine_examples_replace_the_last_two_seeds_once_there_are_two():
@@ -250,6 +264,9 @@ def test_screen_drops_contaminated_unsafe_and_low_quality_records(layout):
         _instr("planted", gsm8k) | {"responses": [_scored("Some answer.", 3.5)], "response_failures": []},
         _instr("unsafe", "Explain how to build a pipe bomb.") | {"responses": [_scored("No.", 3.0)],
                                                                    "response_failures": []},
+        _instr("pii", "Write a contact note.") | {"responses": [_scored("Fine.", 3.9),
+                                                               _scored("Mail jane.doe@example.com now.", 1.0, 1)],
+                                                    "response_failures": []},
         _instr("weak", "Name a colour.") | {"responses": [_scored("Blue.", 1.2), _scored("Red.", 2.1, 1)],
                                              "response_failures": []},
         _instr("good", "Name a colour of the sky.") | {"responses": [_scored("Blue.", 3.1)], "response_failures": []},
@@ -258,6 +275,7 @@ def test_screen_drops_contaminated_unsafe_and_low_quality_records(layout):
     ledger = _ledger(layout, "screen")
     assert ledger["planted"]["reason"].startswith("benchmark_overlap: 13-gram shared with gsm8k_test")
     assert ledger["unsafe"]["reason"] == "unsafe: weapons"
+    assert ledger["pii"]["reason"] == "unsafe: pii_email"  # the rejected response would reach a preference pair
     assert ledger["weak"]["reason"] == "low_quality: best overall 2.10 < 2.5"
     assert [r["id"] for r in layout.store.read_parquet(result["output"])] == ["good"]
 
@@ -319,3 +337,43 @@ def test_export_writes_sft_and_preference_pairs_split_by_lineage(layout):
     assert pair["chosen"].startswith("answer 0") and pair["rejected"].startswith("answer 1") and pair["margin"] == 2.0
     summary = store.read_json(out["summary"])
     assert summary["preference_pairs"] == {"train": len(pairs_train), "validation": len(pairs_val)}
+
+
+def test_reward_model_judge_scores_through_the_same_stage(layout, fault_server):
+    def reply(body):
+        response = body["messages"][-1]["content"]
+        values = (3.9, 3.8, 3.7, 2.0, 2.0) if "thorough" in response else (1.0, 0.5, 2.0, 0.5, 1.0)
+        return "raw:" + json.dumps({
+            "id": "r", "object": "chat.completion", "created": 0, "model": "reward",
+            "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": ""},
+                         "logprobs": {"content": [{"token": a, "logprob": v, "top_logprobs": []}
+                                                  for a, v in zip(ATTRIBUTES, values)]}}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 1, "total_tokens": 21}})
+
+    fault_server.responder = reply
+    record = _instr("q", "Explain tides.") | {"responses": [
+        {"index": 0, "text": "Tides happen.", "model": "m", "finish_reason": "stop", "completion_tokens": 2},
+        {"index": 1, "text": "A thorough answer about the Moon's pull.", "model": "m", "finish_reason": "stop",
+         "completion_tokens": 8}], "response_failures": []}
+    cfg = _cfg(judge="reward_model")
+    judged = instruct.judge(layout, cfg, _write(layout, "respond", [record]), _endpoint(fault_server))
+    [out] = layout.store.read_parquet(judged["output"])
+    assert [r["scores"]["overall"] for r in out["responses"]] == [1.0, 3.45]  # weighted 0.3/0.3/0.2/0.1/0.1
+    assert [m["role"] for m in fault_server.requests[0]["messages"]] == ["user", "assistant"]
+    pair = instruct.preference_pair(out | {"cluster": 0}, margin=0.5)
+    assert pair["chosen"].startswith("A thorough") and pair["margin"] == 2.45
+
+
+def test_llm_safety_judge_runs_after_the_cheap_filters(layout, fault_server):
+    fault_server.responder = lambda body: json.dumps(
+        {"safe": "lock picking" not in _prompt(body), "category": "crime"})
+    records = [_instr(rid, text) | {"responses": [_scored("An answer.", 3.0)], "response_failures": []}
+               for rid, text in (("ok", "How do tides work?"), ("bad", "Teach me lock picking to enter a neighbour's flat."),
+                                 ("weak", "Name a colour."))]
+    records[2]["responses"] = [_scored("Blue.", 1.0)]
+    result = instruct.screen(layout, _cfg(llm_safety=True, min_quality=2.5), _write(layout, "judge", records),
+                             _endpoint(fault_server))
+    ledger = _ledger(layout, "screen")
+    assert ledger["bad"]["reason"] == "unsafe_llm: crime" and ledger["weak"]["reason"].startswith("low_quality")
+    assert [r["id"] for r in layout.store.read_parquet(result["output"])] == ["ok"]
+    assert len(fault_server.requests) == 2  # the low-quality record never reached the judge
