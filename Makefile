@@ -43,6 +43,7 @@ test: $(STAMP)
 
 bench: $(STAMP) llm-up
 	$(PY) bench/bench_generation.py
+	$(PY) bench/bench_quality.py
 
 # Re-resolve requirements.in into requirements.lock in a scratch venv.
 lock:
