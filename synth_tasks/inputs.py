@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -15,6 +16,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from synth_tasks.storage import Store
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -47,6 +50,40 @@ def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("
     if not files:
         raise InputError(f"no input files match {pattern!r}")
     return files
+
+
+def read_inputs(store: Store, files: list[str], ledger, text_column: str, id_column: str | None = None,
+                extra_columns: tuple[str, ...] = ()) -> tuple[list[InputRecord], list[str]]:
+    """The usable records of all ``files``, with unique ids. Everything else is recorded as failed
+    in ``ledger`` (a stage's StageLedger), naming the file and row: an unusable file as one entry,
+    a bad row, and a record whose id an earlier file already used. Returns (records, ids of the
+    failed entries); the caller accounts for the records."""
+    records: list[InputRecord] = []
+    failed_ids: list[str] = []
+    seen: set[str] = set()
+    for url in files:
+        try:
+            good, bad = read_text_records(store, url, text_column, id_column, extra_columns)
+        except InputError as exc:
+            log.error("input file failed: %s", exc)
+            failed_ids.append(url)
+            ledger.failed(url, f"bad_file: {exc}")
+            continue
+        for b in bad:
+            log.error("input row failed: %s", b.error)
+            failed_ids.append(b.id)
+            ledger.failed(b.id, b.error)
+        for rec in good:
+            if rec.id in seen:  # the reader checks ids within a file; this is across files
+                rid = f"{url}#{rec.row}"
+                error = f"duplicate_id: {url} row {rec.row}: id {rec.id!r} used in another file"
+                log.error("input row failed: %s", error)
+                failed_ids.append(rid)
+                ledger.failed(rid, error)
+                continue
+            seen.add(rec.id)
+            records.append(rec)
+    return records, failed_ids
 
 
 def _row_id(name: str, row: int, raw_id) -> str:

@@ -212,49 +212,29 @@ def parse_instruction(text: str) -> str:
 def prepare(layout, cfg: InstructConfig, input_pattern: str) -> dict:
     """Read the seed files, write the seed pool and, in shards, the seeds with the Self-Instruct
     jobs (each with its 8 example seeds and target domain). A re-run starts the partition afresh."""
-    from synth_tasks.inputs import InputError, list_input_files, read_text_records
+    from synth_tasks.inputs import InputError, list_input_files, read_inputs
     from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
     from synth_tasks.stage import write_shards
 
     started = time.monotonic()
     layout.store.delete_tree(layout.base)
     ledger = StageLedger("prepare", 0)
-    input_ids: list[str] = []
-    seeds: list[dict] = []
-    seen_ids: set[str] = set()
     files = list_input_files(layout.store, input_pattern, in_folder=("*.yaml", "*.yml", "*.jsonl", "*.parquet"))
-    for url in files:
-        try:
-            records, bad = read_text_records(layout.store, url, cfg.instruction_column, cfg.id_column,
-                                             extra_columns=(cfg.domain_column,))
-        except InputError as exc:
-            log.error("input file failed: %s", exc)
-            input_ids.append(url)
-            ledger.failed(url, f"bad_file: {exc}")
+    records, input_ids = read_inputs(layout.store, files, ledger, cfg.instruction_column, cfg.id_column,
+                                     extra_columns=(cfg.domain_column,))
+    seeds: list[dict] = []
+    for rec in records:
+        input_ids.append(rec.id)
+        if not rec.text.strip():
+            ledger.filtered(rec.id, "empty_instruction: no text")
             continue
-        for b in bad:
-            log.error("input row failed: %s", b.error)
-            input_ids.append(b.id)
-            ledger.failed(b.id, b.error)
-        for rec in records:
-            if rec.id in seen_ids:  # ids are unique within a file (the reader checks); here across files
-                rid = f"{url}#{rec.row}"
-                input_ids.append(rid)
-                ledger.failed(rid, f"duplicate_id: {url} row {rec.row}: id {rec.id!r} used in another file")
-                continue
-            rid = rec.id
-            input_ids.append(rid)
-            seen_ids.add(rid)
-            if not rec.text.strip():
-                ledger.filtered(rid, "empty_instruction: no text")
-                continue
-            if cfg.max_seeds is not None and len(seeds) >= cfg.max_seeds:
-                ledger.filtered(rid, f"over_max_seeds: max_seeds={cfg.max_seeds} reached")
-                continue
-            ledger.kept(rid)
-            domain = str(rec.fields.get(cfg.domain_column, "general")).strip() or "general"
-            seeds.append(instruction_record(rid, rec.text.strip(), domain=domain, origin="seed", root_id=rid,
-                                            source_file=rec.source, source_row=rec.row))
+        if cfg.max_seeds is not None and len(seeds) >= cfg.max_seeds:
+            ledger.filtered(rec.id, f"over_max_seeds: max_seeds={cfg.max_seeds} reached")
+            continue
+        ledger.kept(rec.id)
+        domain = str(rec.fields.get(cfg.domain_column, "general")).strip() or "general"
+        seeds.append(instruction_record(rec.id, rec.text.strip(), domain=domain, origin="seed", root_id=rec.id,
+                                        source_file=rec.source, source_row=rec.row))
     ledger.check_complete(input_ids)
     layout.store.write_parquet(layout.ledger_part("prepare", 0), ledger.rows, LEDGER_SCHEMA)
     if not seeds:

@@ -76,7 +76,7 @@ def prepare(layout, cfg: MindConfig, input_pattern: str) -> dict:
     """Read the partition's inputs, chunk them and write generation jobs in shards.
 
     Returns {"shards": [job shard URLs], "stats": ...}. A re-run starts the partition afresh."""
-    from synth_tasks.inputs import InputError, list_input_files, read_text_records
+    from synth_tasks.inputs import InputError, list_input_files, read_inputs
     from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
     from synth_tasks.stage import write_shards
     from synth_tasks.text.chunking import chunk_text
@@ -84,40 +84,29 @@ def prepare(layout, cfg: MindConfig, input_pattern: str) -> dict:
     started = time.monotonic()
     layout.store.delete_tree(layout.base)
     ledger = StageLedger("prepare", 0)
-    input_ids: list[str] = []
     jobs: list[dict] = []
     n_chunks = 0
-    for url in list_input_files(layout.store, input_pattern):
-        try:
-            records, bad = read_text_records(layout.store, url, cfg.text_column, cfg.id_column)
-        except InputError as exc:
-            log.error("input file failed: %s", exc)
-            input_ids.append(url)
-            ledger.failed(url, f"bad_file: {exc}")
+    records, input_ids = read_inputs(layout.store, list_input_files(layout.store, input_pattern), ledger,
+                                     cfg.text_column, cfg.id_column)
+    for rec in records:
+        input_ids.append(rec.id)
+        if cfg.max_chunks is not None and n_chunks >= cfg.max_chunks:
+            ledger.filtered(rec.id, f"over_max_chunks: max_chunks={cfg.max_chunks} reached")
             continue
-        for b in bad:
-            log.error("input row failed: %s", b.error)
-            input_ids.append(b.id)
-            ledger.failed(b.id, b.error)
-        for rec in records:
-            input_ids.append(rec.id)
-            if cfg.max_chunks is not None and n_chunks >= cfg.max_chunks:
-                ledger.filtered(rec.id, f"over_max_chunks: max_chunks={cfg.max_chunks} reached")
-                continue
-            chunks = chunk_text(rec.text, cfg.chunk_tokens, min_tokens=cfg.chunk_tokens // 4)
-            if not chunks:
-                ledger.filtered(rec.id, "empty_text: no text after stripping whitespace")
-                continue
-            if cfg.max_chunks is not None:
-                chunks = chunks[: cfg.max_chunks - n_chunks]
-            n_chunks += len(chunks)
-            ledger.kept(rec.id)
-            for ch in chunks:
-                chunk_id = f"{rec.id}:c{ch.index}"
-                for style in cfg.styles:
-                    jobs.append({"id": f"{chunk_id}:{style}", "source_id": rec.id, "chunk_id": chunk_id,
-                                 "style": str(style), "context": ch.text, "context_tokens": ch.n_tokens,
-                                 "source_file": rec.source, "source_row": rec.row})
+        chunks = chunk_text(rec.text, cfg.chunk_tokens, min_tokens=cfg.chunk_tokens // 4)
+        if not chunks:
+            ledger.filtered(rec.id, "empty_text: no text after stripping whitespace")
+            continue
+        if cfg.max_chunks is not None:
+            chunks = chunks[: cfg.max_chunks - n_chunks]
+        n_chunks += len(chunks)
+        ledger.kept(rec.id)
+        for ch in chunks:
+            chunk_id = f"{rec.id}:c{ch.index}"
+            for style in cfg.styles:
+                jobs.append({"id": f"{chunk_id}:{style}", "source_id": rec.id, "chunk_id": chunk_id,
+                             "style": str(style), "context": ch.text, "context_tokens": ch.n_tokens,
+                             "source_file": rec.source, "source_row": rec.row})
     ledger.check_complete(input_ids)
     layout.store.write_parquet(layout.ledger_part("prepare", 0), ledger.rows, LEDGER_SCHEMA)
     if not jobs:

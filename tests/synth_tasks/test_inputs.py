@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synth_tasks.inputs import InputError, list_input_files, read_text_records
+from synth_tasks.inputs import InputError, list_input_files, read_inputs, read_text_records
 
 
 def _write(path, data: bytes):
@@ -99,3 +99,18 @@ def test_unusable_yaml_fails_the_file_naming_it(store, tmp_path, content, messag
     url = _write(tmp_path / "in" / "bad.yaml", content)
     with pytest.raises(InputError, match=f"bad.yaml: {message}"):
         read_text_records(store, url, "instruction", "id")
+
+
+def test_reading_many_files_fails_bad_ones_and_ids_reused_across_files(store, tmp_path):
+    from synth_tasks.ledger import StageLedger
+
+    good = _write(tmp_path / "in" / "a.jsonl", b'{"id": "x", "text": "one"}\n{"id": "y", "text": "two"}\n')
+    reused = _write(tmp_path / "in" / "b.jsonl", b'{"id": "x", "text": "again"}\n{"id": "z", "text": "three"}\n')
+    broken = _write(tmp_path / "in" / "c.parquet", b"PAR1 not parquet")
+    ledger = StageLedger("prepare", 0)
+    records, failed = read_inputs(store, [good, reused, broken], ledger, "text", "id")
+    assert [r.id for r in records] == ["x", "y", "z"] and [r.text for r in records][0] == "one"
+    assert failed == [f"{reused}#1", broken]
+    errors = {r["record_id"]: r["error"] for r in ledger.rows}
+    assert errors[f"{reused}#1"] == f"duplicate_id: {reused} row 1: id 'x' used in another file"
+    assert errors[broken].startswith(f"bad_file: {broken}: not a readable Parquet file")
