@@ -54,14 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== run summary ===")
     for name in summary["stage_order"]:
         stage = summary["stages"][name]
-        print(f"{name:>10}: in {stage['input']:>5}  kept {stage['kept']:>5}  filtered {stage['filtered']:>5}  "
-              f"failed {stage['failed']:>5}  {stage['filter_reasons'] or ''} {stage['error_kinds'] or ''}")
+        created = f" (created {stage['created']})" if stage.get("created") else ""
+        print(f"{name:>13}: in {stage['input']:>5}  kept {stage['kept']:>5}  filtered {stage['filtered']:>5}  "
+              f"failed {stage['failed']:>5}  {stage['filter_reasons'] or ''} {stage['error_kinds'] or ''}{created}")
     print(f"accounted for: {summary['accounted_for']}   tokens: {summary['usage']}   "
           f"wall: {summary['wall_seconds']}s")
     print(f"records: {summary['counts']['train']} train, {summary['counts']['validation']} validation")
+    width = max(len(name) for name in summary["outputs"]) + 2
     for name, url in sorted(summary["outputs"].items()):
-        print(f"{name + ':':<26} {url}")
-    print(f"{'summary:':<26} {summary['summary']}")
+        print(f"{name + ':':<{width}} {url}")
+    print(f"{'summary:':<{width}} {summary['summary']}")
     return 0
 
 
