@@ -41,7 +41,7 @@ def finish_stage(
 def run_llm_calls(client, items: list[dict], make_call, ledger: StageLedger, progress) -> list[tuple[dict, object]]:
     """One LLM call per item (``make_call(item)`` returns a coroutine using the client), run under the
     client's concurrency bound. A call that fails is recorded as failed in the ledger, with its error
-    and raw text; the successes come back as (item, ChatResult) in input order. Closes the client."""
+    and raw text; the successes come back as (item, result) in input order. Closes the client."""
     import asyncio
 
     from synth_tasks.llm.client import LLMError
