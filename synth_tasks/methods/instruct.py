@@ -27,6 +27,7 @@ import random
 import re
 import time
 from enum import StrEnum
+from functools import lru_cache
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -169,7 +170,9 @@ def evol_messages(operation: str, instruction: str) -> list[dict]:
     return _messages("evol_in_depth", method=evol_methods()[operation], instruction=instruction)
 
 
+@lru_cache(maxsize=1)
 def evol_methods() -> dict[str, str]:
+    """The in-depth method sentences, read once (like the prompts: load_prompt caches too)."""
     import yaml
 
     from synth_tasks.prompts import include_dir
