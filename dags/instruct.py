@@ -92,7 +92,7 @@ def instruct():
         from synth_tasks.methods import instruct as method
 
         cfg = glue.config_from_params(InstructConfig, context["params"])
-        endpoint = glue.llm_endpoint(cfg.judge_conn_id or cfg.llm_conn_id, cfg.judge_model or cfg.model)
+        endpoint = glue.llm_endpoint(*cfg.judge_connection())
         return method.judge(glue.run_layout(DAG_ID, context), cfg, upstream, endpoint)
 
     @task
@@ -101,8 +101,7 @@ def instruct():
         from synth_tasks.methods import instruct as method
 
         cfg = glue.config_from_params(InstructConfig, context["params"])
-        endpoint = (glue.llm_endpoint(cfg.judge_conn_id or cfg.llm_conn_id, cfg.judge_model or cfg.model)
-                    if cfg.llm_safety else None)
+        endpoint = glue.llm_endpoint(*cfg.judge_connection()) if cfg.llm_safety else None
         return method.screen(glue.run_layout(DAG_ID, context), cfg, upstream, endpoint)
 
     @task

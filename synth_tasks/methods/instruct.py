@@ -132,6 +132,11 @@ class InstructConfig(LLMParams):
             raise ValueError("min_instruction_words must not exceed max_instruction_words")
         return self
 
+    def judge_connection(self) -> tuple[str, str | None]:
+        """(connection id, model) of the judge, which the safety judge shares: its own when set,
+        else the generator's."""
+        return self.judge_conn_id or self.llm_conn_id, self.judge_model or self.model
+
     def sampling(self, key: str, kind: str) -> SamplingParams:
         if kind == "response":
             return SamplingParams.seeded(self.seed, key, temperature=self.response_temperature, top_p=self.top_p,

@@ -95,6 +95,12 @@ def test_config_refuses_unknown_judge_attributes_and_benchmarks():
         _cfg(evol_operations=["shorten"])
 
 
+def test_the_judge_uses_its_own_connection_when_set_else_the_generators():
+    assert _cfg(model="gen").judge_connection() == ("synth_llm", "gen")
+    assert _cfg(model="gen", judge_conn_id="rm", judge_model="nemotron-reward").judge_connection() == (
+        "rm", "nemotron-reward")
+
+
 def test_prepare_accounts_for_every_seed_row_and_plans_jobs_over_domains_and_topics(layout, tmp_path):
     cfg = _cfg(self_instruct_count=5, topics=["astronomy"], shard_size=3)
     prepared = instruct.prepare(layout, cfg, _seeds_file(tmp_path))
