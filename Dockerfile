@@ -7,11 +7,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 
 WORKDIR /opt/synth
 COPY requirements.lock pyproject.toml README.md ./
+# A portable build (x86-64-v3), not one for the build machine's CPU: see the Makefile.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 RUN pip install --no-cache-dir -r requirements.lock
+# synth_tasks/include/ (prompts, samples, benchmark sets) is package data inside it.
 COPY synth_tasks ./synth_tasks
 COPY dags ./dags
 COPY plugins ./plugins
-COPY include ./include
 RUN pip install --no-cache-dir --no-deps -e .
 
 ENV AIRFLOW_HOME=/opt/airflow \

@@ -9,24 +9,47 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export SYNTH_RUN_DIR := $(CURDIR)/.run
-# Params for `make run`, as JSON, e.g. RUN_CONF='{"max_chunks": 2}'
-RUN_CONF ?= {}
+# Params for `make run`, as JSON. The demo takes 2 of the sample's 6 contexts (14 conversations, ~3 min
+# on 2 cores); RUN_CONF='{}' runs the whole sample.
+RUN_CONF ?= {"max_chunks": 2}
 
 .PHONY: setup run test llm-up llm-down bench lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+# llama-cpp-python has no wheel on PyPI: it is compiled once (~8 min on 2 cores) into .whl/. Not for
+# the build machine's own CPU (GGML_NATIVE): a native build on a CPU with AMX crashed the server here
+# (general protection fault in libggml-cpu on the first request, inside a VM), and a wheel is
+# copied to other machines. x86-64-v3 (AVX2/FMA/F16C) runs on every x86 server of the last decade.
+LLAMA_VERSION := 0.3.36
+LLAMA_WHEEL_DIR := .whl
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+LLAMA_STAMP := $(LLAMA_WHEEL_DIR)/.llama-$(LLAMA_VERSION)
+
+$(LLAMA_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
-	# llama-cpp-python compiles from source on first install (~6 min on 2 cores); pip caches the wheel.
-	$(PY) -m pip install -r requirements.lock
+	mkdir -p $(LLAMA_WHEEL_DIR)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --no-deps --no-cache-dir -w $(LLAMA_WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
+$(STAMP): requirements.lock pyproject.toml $(LLAMA_STAMP)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==25.3
+	$(PY) -m pip install --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -r requirements.lock
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# The pool every LLM-calling task runs in (Param llm_pool): its slots bound how many such tasks run at
+# once across all DAG runs; each task keeps `concurrency` requests in flight. Size it to the endpoint.
+LLM_POOL ?= synth_llm
+LLM_POOL_SLOTS ?= 4
+
 $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/migrate.log
+	$(VENV)/bin/airflow pools get $(LLM_POOL) > /dev/null 2>&1 || \
+	  $(VENV)/bin/airflow pools set $(LLM_POOL) $(LLM_POOL_SLOTS) "LLM-calling tasks (size to the endpoint's capacity)" > /dev/null
 
 llm-up: $(STAMP)
 	$(PY) -m synth_tasks.llm.embedded start
