@@ -1,6 +1,7 @@
-"""The one module of synth_tasks that knows Airflow: it turns a task's context and Params into the
-plain objects the stages take (config, storage layout, LLM endpoint). Airflow is imported inside
-the functions, so ``import synth_tasks`` never needs it."""
+"""The one module of synth_tasks that knows Airflow. It builds a method's DAG from its declaration
+(``build_dag``), turns a task's context and Params into the plain objects the stage runner takes
+(config, storage layout, LLM endpoint), and runs a DAG locally (``run_local``). Airflow is imported
+inside the functions, so ``import synth_tasks`` never needs it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from synth_tasks.config import ConfigError, StrictModel, parse_config
+from synth_tasks.config import SECTIONS, ConfigError, StrictModel, parse_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,8 @@ def data_root() -> str:
 
 
 def default_args() -> dict:
-    """Retries for every task. $SYNTH_RETRY_DELAY_S shortens the delay (tests)."""
+    """Retries for every task. $SYNTH_RETRY_DELAY_S shortens the delay (tests); $SYNTH_RETRIES=0
+    makes a failure final (local runs)."""
     delay = float(os.environ.get("SYNTH_RETRY_DELAY_S", "60"))
     return {"retries": int(os.environ.get("SYNTH_RETRIES", "3")), "retry_delay": timedelta(seconds=delay),
             "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=30)}
@@ -44,14 +46,13 @@ def daily_dag_args() -> dict:
 # ---------------------------------------------------------------------------------------------
 def _inline_refs(schema: dict, defs: dict) -> dict:
     if "$ref" in schema:
-        # keep the siblings of the reference (a field's default and description)
+        # keep the siblings of the reference (a field's default, title and description)
         siblings = {k: v for k, v in schema.items() if k != "$ref"}
-        return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]] | siblings, defs)
+        return _inline_refs({k: v for k, v in defs[schema["$ref"].rsplit("/", 1)[-1]].items() if k != "title"}
+                            | siblings, defs)
     out = {}
     for key, value in schema.items():
-        if key in ("title",):
-            continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "properties":
             out[key] = _inline_refs(value, defs)
         elif isinstance(value, list):
             out[key] = [_inline_refs(v, defs) if isinstance(v, dict) else v for v in value]
@@ -61,25 +62,37 @@ def _inline_refs(schema: dict, defs: dict) -> dict:
 
 
 def params_from_config(model: type[StrictModel]) -> dict:
-    """One UI Param per config field, with its default, description and JSON-schema type, so the
-    trigger form validates values before a run starts and the config stays the one source."""
+    """One trigger-form Param per config field: default, title, description, JSON-schema type and
+    form section, grouped by section in ``SECTIONS`` order (the method's own first). A list of enum
+    values renders as a multi-select (``examples`` lists the choices). The config stays the one
+    source: the form refuses bad values by name before a run starts."""
     from airflow.sdk import Param
 
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})
-    params = {}
-    for name, prop in schema["properties"].items():
+    fields = []
+    for order, (name, prop) in enumerate(schema["properties"].items()):
         prop = _inline_refs(prop, defs)
+        prop.setdefault("section", "Method")
+        choices = prop.get("items", {}).get("enum")
+        if prop.get("type") == "array" and choices:
+            prop["examples"] = list(choices)
+        fields.append((SECTIONS.index(prop["section"]), order, name, prop))
+    params = {}
+    for _, _, name, prop in sorted(fields):
         default = prop.pop("default", None)
-        description = prop.pop("description", None)
-        params[name] = Param(default, description=description, **prop)
+        params[name] = Param(default, **prop)
     return params
 
 
-@contextmanager
 def no_retry_for(*errors: type[BaseException]):
     """Turn errors that a retry cannot fix (bad config, unusable input) into a failure without
     retries, keeping the message that names the field, file or row."""
+    return _no_retry(errors)
+
+
+@contextmanager
+def _no_retry(errors):
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
@@ -95,15 +108,31 @@ def config_from_params(model: type[StrictModel], params) -> StrictModel:
         return parse_config(model, values)
 
 
-def materialize(mapped_results) -> list:
-    """The results of a mapped task as a list. Indexing up to len() avoids the lazy sequence's
-    iterator, which finds its end by asking for one XCom too many (and logs that as an error)."""
-    return [mapped_results[i] for i in range(len(mapped_results))]
+def flatten_handoffs(upstream) -> list[dict]:
+    """The hand-offs of the stage before as one list: a mapped stage's results (a lazy sequence,
+    indexed up to len() so it is not asked for one XCom too many) or an unmapped stage's list."""
+    if isinstance(upstream, dict):
+        return [upstream]
+    items = [upstream[i] for i in range(len(upstream))]
+    return [h for item in items for h in (item if isinstance(item, list) else [item])]
 
 
 # ---------------------------------------------------------------------------------------------
 # partition, storage, inputs
 # ---------------------------------------------------------------------------------------------
+def partition_name(run_id: str) -> str:
+    """The partition of a manual run: its run id, made safe for a path. Where making it safe
+    changed it (``a:b`` and ``a+b`` would both be ``a-b``), or it could name a folder above it
+    (``.``, ``..``, empty), a short hash of the run id keeps it unique and inside the DAG's folder."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", run_id)
+    safe = re.sub(r"^\.+", lambda dots: "_" * len(dots.group()), safe)  # never ".", ".." or hidden
+    if safe != run_id or not safe:
+        safe = f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+    return safe
+
+
 def partition_for(context) -> str:
     """Scheduled runs and backfills write the partition of their data interval (so a backfill redoes
     exactly that day); manual runs get their own partition named after the run id."""
@@ -112,7 +141,7 @@ def partition_for(context) -> str:
     start = context.get("data_interval_start")
     if run_type in ("scheduled", "backfill") and start is not None:
         return start.strftime("%Y-%m-%d")
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", dag_run.run_id)
+    return partition_name(dag_run.run_id)
 
 
 def run_timestamp(context) -> str:
@@ -134,6 +163,15 @@ def store_for(root: str, conn_id: str | None = None):
     return Store(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
 
 
+def input_store_for(url: str):
+    """Inputs are read through the filesystem of their own URL (local inputs with S3 staging, or
+    the other way round); S3 credentials from $SYNTH_INPUT_CONN_ID, else the staging connection."""
+    from synth_tasks.inputs import input_root
+
+    conn_id = os.environ.get("SYNTH_INPUT_CONN_ID") or os.environ.get("SYNTH_STORAGE_CONN_ID")
+    return store_for(input_root(url), conn_id)
+
+
 def run_layout(dag_id: str, context):
     from synth_tasks.storage import RunLayout
 
@@ -142,41 +180,137 @@ def run_layout(dag_id: str, context):
 
 
 def resolve_input(pattern: str, context) -> str:
-    """Fill {ds} with the data-interval date and anchor relative paths at the project root."""
+    """Fill {ds} with the data-interval date. A relative path starting with ``include/`` is the
+    shipped data (package data, so it works from a wheel too); other relative paths are under the
+    project root."""
+    from synth_tasks.prompts import include_dir
+
     start = context.get("data_interval_start") or context.get("logical_date")
     if "{ds}" in pattern:
         if start is None:
             raise ConfigError(f"input_path {pattern!r} uses {{ds}} but this run has no data interval")
         pattern = pattern.replace("{ds}", start.strftime("%Y-%m-%d"))
-    if "://" not in pattern and not pattern.startswith("/"):
+    if pattern.startswith("include/"):
+        pattern = str(include_dir() / pattern.removeprefix("include/"))
+    elif "://" not in pattern and not pattern.startswith("/"):
         pattern = str(PROJECT_ROOT / pattern)
     return pattern if "://" in pattern else f"file://{pattern}"
 
 
-def run_prepare(method, config_cls: type[StrictModel], dag_id: str, context) -> dict:
-    """The first task of every DAG: validate Params, then the method's ``prepare`` on this run's
-    partition. Bad Params or unusable input fail at once, without retries."""
-    from synth_tasks.inputs import InputError
+def max_map_length() -> int:
+    from airflow.configuration import conf
 
-    cfg = config_from_params(config_cls, context["params"])
-    with no_retry_for(InputError, ConfigError):
-        return method.prepare(run_layout(dag_id, context), cfg, resolve_input(cfg.input_path, context))
+    return conf.getint("core", "max_map_length")
 
 
-def shard_kwargs(prepared: dict, url_key: str) -> list[dict]:
-    """Keyword arguments for a task mapped over the prepared shards (``expand_kwargs``)."""
-    shards = prepared["shards"]
-    return [{"shard": i, url_key: url, "n_shards": len(shards)} for i, url in enumerate(shards)]
+# ---------------------------------------------------------------------------------------------
+# the DAG of a method
+# ---------------------------------------------------------------------------------------------
+def _parse_time_settings(method) -> dict:
+    """Task settings Airflow fixes when it parses the DAG: they come from the config's defaults."""
+    fields = method.config.model_fields
+    return {"pool": fields["llm_pool"].default if "llm_pool" in fields else None,
+            "max_active_tis_per_dagrun": fields["max_active_tasks_per_run"].default}
+
+
+def _check_parse_time_settings(method, cfg) -> None:
+    """A trigger-time value of a parse-time setting cannot take effect: refuse it by name."""
+    fixed = _parse_time_settings(method)
+    asked = {"pool": getattr(cfg, "llm_pool", None), "max_active_tis_per_dagrun": cfg.max_active_tasks_per_run}
+    names = {"pool": "llm_pool ($SYNTH_LLM_POOL)", "max_active_tis_per_dagrun":
+             "max_active_tasks_per_run ($SYNTH_MAX_ACTIVE_TASKS)"}
+    wrong = [f"{names[k]}={asked[k]!r} but this DAG was parsed with {fixed[k]!r}" for k in fixed
+             if asked[k] != fixed[k]]
+    if wrong:
+        raise ConfigError("; ".join(wrong) + ": these are fixed when the DAG is parsed; set the environment "
+                          "variable in the deployment instead")
+
+
+def run_stage_task(method, stage_name: str, upstream, context):
+    """The body of every stage task: Params -> config, then the stage runner on this run's partition.
+    Bad Params or unusable input fail at once, without retries."""
+    from synth_tasks.inputs import InputError, allowed_input_roots
+    from synth_tasks.stage import run_stage
+
+    cfg = config_from_params(method.config, context["params"])
+    stage = method.stage(stage_name)
+    first = stage is method.stages[0]
+    with no_retry_for(ConfigError):
+        _check_parse_time_settings(method, cfg)
+        input_url = resolve_input(cfg.input_path, context) if first else None
+    if not first and not stage.mapped:
+        upstream = flatten_handoffs(upstream)
+    with no_retry_for(ConfigError, *((InputError,) if first else ())):
+        return run_stage(method, stage, cfg, run_layout(method.dag_id, context), upstream,
+                         endpoint_for=lambda conn_param: llm_endpoint(*cfg.connection(conn_param)),
+                         max_shards=max_map_length(), input_url=input_url,
+                         input_store=input_store_for(input_url) if first else None,
+                         allowed_roots=allowed_input_roots(data_root()) if first else None)
+
+
+def run_export_task(method, upstream, context) -> dict:
+    from synth_tasks.export import run_export
+
+    cfg = config_from_params(method.config, context["params"])
+    result = run_export(method, cfg, run_layout(method.dag_id, context), flatten_handoffs(upstream),
+                        run_info={"run_id": context["dag_run"].run_id, "run_timestamp": run_timestamp(context)})
+    for name, url in sorted(result.items()):
+        if name != "counts":
+            print(f"{name}: {url}")
+    return result
+
+
+def build_dag(method, doc_md: str):
+    """The DAG of a declared method: the daily data-interval schedule, Params from its config, one
+    task per stage named after it (mapped over the previous stage's shards where declared), LLM
+    stages in the LLM pool, retries on every task, and the export at the end."""
+    from airflow.sdk import dag, task
+
+    settings = _parse_time_settings(method)
+
+    def stage_task(stage):
+        def run(upstream=None, **context):
+            return run_stage_task(method, stage.name, upstream, context)
+
+        import inspect
+
+        options = {"task_id": stage.name, "max_active_tis_per_dagrun": settings["max_active_tis_per_dagrun"],
+                   "doc_md": inspect.cleandoc(stage.run.__doc__ or "")}
+        if stage.llm is not None:
+            options["pool"] = settings["pool"]
+        return task(**options)(run)
+
+    @task(task_id="export")
+    def export(upstream, **context):
+        """Grouped train/validation split of the last stage's records, and the run summary."""
+        return run_export_task(method, upstream, context)
+
+    @dag(dag_id=method.dag_id, **daily_dag_args(), params=params_from_config(method.config), doc_md=doc_md,
+         tags=["synthetic-data", *method.tags])
+    def method_dag():
+        upstream = stage_task(method.stages[0])()
+        for stage in method.stages[1:]:
+            make = stage_task(stage)
+            upstream = make.expand(upstream=upstream) if stage.mapped else make(upstream=upstream)
+        export(upstream)
+
+    return method_dag()
 
 
 # ---------------------------------------------------------------------------------------------
 # LLM endpoint
 # ---------------------------------------------------------------------------------------------
+DEFAULT_LLM_CONN_ID = "synth_llm"
+
+
 def llm_endpoint(conn_id: str, model_override: str | None = None):
-    """The endpoint from Airflow connection ``conn_id`` if it exists, else environment/embedded.
+    """The endpoint of Airflow connection ``conn_id``.
 
     Connection: host = base URL (e.g. http://vllm:8000/v1), password = API key,
-    extra = {"model": ..., "provider": "vllm" | "openai" | "zhipuai" | "llama_cpp"}."""
+    extra = {"model": ..., "provider": "vllm" | "openai" | "zhipuai" | "llama_cpp"}.
+    Only the default connection (``synth_llm``) may be missing, and then the environment
+    (``SYNTH_LLM_*``) or the embedded server serves; a connection that was asked for by name and
+    does not exist fails the run, naming it, instead of running on another model."""
     from synth_tasks.llm.endpoint import resolve_endpoint
 
     connection = None
@@ -188,4 +322,97 @@ def llm_endpoint(conn_id: str, model_override: str | None = None):
     except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException's home moved between versions
         if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
             raise
+        if conn_id != DEFAULT_LLM_CONN_ID:
+            raise ConfigError(f"LLM connection {conn_id!r} does not exist: create it (Admin > Connections) or "
+                              f"leave the Param at {DEFAULT_LLM_CONN_ID!r}") from None
     return resolve_endpoint(connection, model_override)
+
+
+# ---------------------------------------------------------------------------------------------
+# local runs (the CLI): one DAG run through dag.test() in a child process group
+# ---------------------------------------------------------------------------------------------
+def airflow_env(retries: int | None = None) -> dict:
+    """The environment a local run needs; must be set before anything imports airflow."""
+    env = dict(os.environ)
+    env.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    if retries is not None:
+        env["SYNTH_RETRIES"] = str(retries)
+    return env
+
+
+def run_local(dag_id: str, conf: dict, *, retries: int = 0, grace_s: float = 10.0) -> dict:
+    """Run the DAG once through ``dag.test()`` (real tasks, real XCom, a manual run) and return its
+    run summary. The run happens in a child process group, so that SIGTERM or Ctrl-C here stops
+    it at once (``dag.test()`` itself waits out retry delays and swallows signals), and with
+    ``retries`` (default 0) a failed task ends the run instead of waiting for its retry."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="synth-run-") as tmp:
+        result_file = os.path.join(tmp, "result.json")
+        child = subprocess.Popen([sys.executable, "-m", "synth_tasks.airflow_glue", dag_id, json.dumps(conf),
+                                  result_file], env=airflow_env(retries), start_new_session=True)
+
+        def stop(signum, frame):
+            _stop_group(child, grace_s)
+            raise SystemExit(128 + signum)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            code = child.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if not os.path.exists(result_file):
+            raise SystemExit(f"the local run of {dag_id} ended with exit code {code} before it finished")
+        with open(result_file) as f:
+            result = json.load(f)
+    store = store_for(data_root(), os.environ.get("SYNTH_STORAGE_CONN_ID"))
+    summary_url = store.join(dag_id, partition_name(result["run_id"]), "_summary.json")
+    if result["state"] != "success" or not store.exists(summary_url):
+        raise SystemExit(f"DAG run {result['run_id']} ended {result['state']}; see the task logs above")
+    return store.read_json(summary_url) | {"summary": summary_url}
+
+
+def _stop_group(child, grace_s: float) -> None:
+    """SIGTERM to the run's process group, SIGKILL if it is still there after ``grace_s``."""
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
+    import json
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+    bag = DagBag(dag_folder=folder)
+    if dag_id not in bag.dags:
+        print(f"no DAG {dag_id!r} in {folder}: {bag.import_errors}")
+        return 2
+    dag_run = bag.dags[dag_id].test(run_conf=json.loads(conf_json))
+    with open(result_file, "w") as f:
+        json.dump({"run_id": dag_run.run_id, "state": str(getattr(dag_run.state, "value", dag_run.state))}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_dag_test_child(*sys.argv[1:4]))

@@ -4,8 +4,12 @@ run at its start with the field's name instead of being silently ignored."""
 from __future__ import annotations
 
 import hashlib
+import os
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 
 
 class StrictModel(BaseModel):
@@ -55,14 +59,86 @@ class EndpointConfig(StrictModel):
     structured_output: str = Field("json_schema", pattern="^(json_schema|json_object_schema|prompt)$")
 
 
-class LLMParams(StrictModel):
+# ---------------------------------------------------------------------------------------------
+# Method configs: one base for what every method has; the trigger form is generated from them
+# ---------------------------------------------------------------------------------------------
+# Sections of the trigger form, in the order they are shown: the method's own first, the plumbing
+# (endpoint, scheduling) last. A field names its section in json_schema_extra; unnamed: "Method".
+SECTIONS = ("Input", "Method", "Generation", "Quality", "Output", "LLM endpoint", "Judge endpoint", "Scheduling")
+
+
+def param(default: Any = ..., description: str = "", *, section: str = "Method", title: str | None = None,
+          **constraints: Any) -> Any:
+    """A config field that is also a trigger-form Param: its default, a title, a description and
+    the form section it sits in."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown form section {section!r}; known: {SECTIONS}")
+    return Field(default, title=title, description=description, json_schema_extra={"section": section},
+                 **constraints)
+
+
+class MethodConfig(StrictModel):
+    """What every method has. A method config adds its own fields and may give these other
+    defaults with ``override`` (same description, bounds and section)."""
+
+    input_path: str = param(
+        ..., "File, folder or glob of input records, or an s3:// URL. Relative paths are under the project "
+        "root (include/... is the shipped data). {ds} is replaced by the run's data-interval date, so a scheduled run or a backfill reads "
+        "its own day's input.", section="Input", title="Input path")
+    id_column: str | None = param("id", "Field holding a stable record id (optional; default: file and row).",
+                                  section="Input", title="Id column")
+    train_ratio: float = param(0.9, "Share of groups (source documents, lineages) in the train split.",
+                               section="Output", title="Train share", gt=0.0, le=1.0)
+    seed: int = param(0, "Seeds sampling and the split; part of every cache key.", section="Output", title="Seed")
+    shard_size: int = param(64, "Records per mapped task. Grown automatically when the shard count "
+                            "would pass Airflow's [core] max_map_length.", section="Scheduling",
+                            title="Shard size", ge=1)
+    max_active_tasks_per_run: int = param(
+        int(os.environ.get("SYNTH_MAX_ACTIVE_TASKS", "4")), "Mapped tasks of one stage that run at once in one DAG run. Read when the DAG is parsed "
+        "(default from $SYNTH_MAX_ACTIVE_TASKS); a different value at trigger time fails the run.",
+        section="Scheduling", title="Parallel tasks per run", ge=1, le=1024)
+
+
+def override(model: type[BaseModel], name: str, default: Any, description: str | None = None) -> Any:
+    """The field ``name`` of ``model`` with another default (and, if given, a description that
+    says what it holds for this method): ``shard_size: int = override(MethodConfig, "shard_size",
+    16)`` keeps its bounds, title and section in one place."""
+    changes = {"default": default} | ({"description": description} if description else {})
+    return FieldInfo.merge_field_infos(model.model_fields[name], **changes)
+
+
+class LLMParams(MethodConfig):
     """The Params every LLM-using method shares: which endpoint, how hard to push it, what to spend."""
 
-    llm_conn_id: str = Field("synth_llm", description="Airflow connection of the LLM endpoint.")
-    model: str | None = Field(None, description="Model name; default: the connection's or embedded one.")
-    concurrency: int = Field(4, ge=1, le=1024, description="Requests in flight per mapped task.")
-    request_timeout_s: float = Field(600.0, gt=0, description="Deadline of one LLM request.")
-    max_retries: int = Field(6, ge=0, le=50, description="Retries per request on 429/5xx/timeouts.")
-    token_budget: int | None = Field(
-        None, ge=1, description="Fresh tokens the run may spend, split evenly over shards; records "
-        "past it are marked failed (token_budget_exhausted), never lost.")
+    llm_conn_id: str = param("synth_llm", "Airflow connection of the LLM endpoint (host = base URL, "
+                             "password = key, extra = {model, provider}).", section="LLM endpoint",
+                             title="LLM connection")
+    model: str | None = param(None, "Model name; default: the connection's or the embedded one.",
+                              section="LLM endpoint", title="Model")
+    concurrency: int = param(4, "Requests in flight per mapped task.", section="LLM endpoint",
+                             title="Requests in flight", ge=1, le=1024)
+    request_timeout_s: float = param(600.0, "Deadline of one LLM request, in seconds.", section="LLM endpoint",
+                                     title="Request timeout (s)", gt=0)
+    max_retries: int = param(6, "Retries per request on 429/5xx/timeouts.", section="LLM endpoint",
+                             title="Request retries", ge=0, le=50)
+    token_budget: int | None = param(
+        None, "Fresh tokens the run may spend, split evenly over its LLM stages and their shards; "
+        "records past it are marked failed (token_budget_exhausted), never lost.", section="LLM endpoint",
+        title="Token budget", ge=1)
+    cache_namespace: str | None = param(
+        None, "Response-cache identity of the endpoint. By default answers are cached per endpoint (base URL "
+        "and model), so another server under the same model name never gets old answers; give equivalent "
+        "endpoints (replicas, a moved server) the same namespace to share their cache on purpose.",
+        section="LLM endpoint", title="Cache namespace")
+    llm_pool: str = param(
+        os.environ.get("SYNTH_LLM_POOL", "synth_llm"), "Airflow pool the LLM-calling tasks run in; size it to the endpoint's capacity. Read "
+        "when the DAG is parsed (default from $SYNTH_LLM_POOL); a different value at trigger time fails "
+        "the run.", section="Scheduling", title="LLM pool")
+
+    def connection(self, conn_param: str = "llm_conn_id") -> tuple[str, str | None]:
+        """(connection id, model) named by ``conn_param``. A role's own connection (``judge_conn_id``
+        with ``judge_model``) falls back to the generator's where it is not set."""
+        if conn_param == "llm_conn_id":
+            return self.llm_conn_id, self.model
+        own_model = getattr(self, conn_param.removesuffix("_conn_id") + "_model", None)
+        return getattr(self, conn_param) or self.llm_conn_id, own_model or self.model

@@ -6,9 +6,12 @@ other files alone. Only when nothing at all is readable does the stage itself fa
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -39,8 +42,13 @@ class BadInput:
     error: str
 
 
-def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("*.jsonl", "*.parquet")) -> list[str]:
-    """A file, a folder (its files matching ``in_folder``) or a glob."""
+def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("*.jsonl", "*.parquet"),
+                     allowed_roots: tuple[str, ...] | None = None) -> list[str]:
+    """A file, a folder (its files matching ``in_folder``) or a glob. Every file must be of a type
+    ``in_folder`` names and, with ``allowed_roots``, lie inside one of them once symlinks and
+    ``..`` are resolved; anything else fails, naming the path (and the allowed roots)."""
+    if allowed_roots is not None:
+        _check_inside(pattern, pattern, allowed_roots)
     if any(ch in pattern for ch in "*?["):
         files = store.glob(pattern)
     elif store.fs.isdir(store._path(pattern)):
@@ -49,7 +57,52 @@ def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("
         files = [pattern] if store.exists(pattern) else []
     if not files:
         raise InputError(f"no input files match {pattern!r}")
+    names = tuple(glob.rsplit("/", 1)[-1] for glob in in_folder)
+    for url in files:
+        if not any(fnmatch.fnmatch(url.rsplit("/", 1)[-1], name) for name in names):
+            raise InputError(f"{url}: not an input file of this method (expected {', '.join(names)})")
+        if allowed_roots is not None:
+            _check_inside(url, pattern, allowed_roots)
     return files
+
+
+def _resolved(url: str) -> str:
+    """Local paths with symlinks and ``..`` resolved; other URLs with ``..`` segments refused."""
+    if url.startswith("file://") or "://" not in url:
+        path = url.removeprefix("file://")
+        # the part before the first wildcard is a real folder to resolve
+        head = re.split(r"[*?\[]", path, maxsplit=1)[0]
+        return os.path.realpath(head) + ("/" if head.endswith("/") else "")
+    if any(seg in (".", "..") for seg in url.split("://", 1)[1].split("/")):
+        raise InputError(f"input {url!r}: '.' and '..' are not allowed in remote paths")
+    return url
+
+
+def _check_inside(url: str, asked: str, roots: tuple[str, ...]) -> None:
+    target = _resolved(url)
+    for root in roots:
+        base = _resolved(root).rstrip("/")
+        if target == base or target.startswith(base + "/"):
+            return
+    raise InputError(f"input {asked!r} ({target}) is outside the allowed input roots {list(roots)}: put it under "
+                     "one of them, or add its folder to SYNTH_INPUT_ROOTS in the deployment")
+
+
+def input_root(url: str) -> str:
+    """The root of the filesystem an input URL lives on: ``file:///`` or ``s3://bucket``."""
+    if url.startswith("file://") or "://" not in url:
+        return "file:///"
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def allowed_input_roots(data_root: str) -> tuple[str, ...]:
+    """Where inputs may come from: the shipped include/ data, ``{data root}/inputs/`` and the
+    folders or URL prefixes the deployment lists in $SYNTH_INPUT_ROOTS (comma-separated)."""
+    from synth_tasks.prompts import include_dir
+
+    listed = [r.strip() for r in os.environ.get("SYNTH_INPUT_ROOTS", "").split(",") if r.strip()]
+    return (str(include_dir()), f"{data_root.rstrip('/')}/inputs", *listed)
 
 
 def read_inputs(store: Store, files: list[str], ledger, text_column: str, id_column: str | None = None,

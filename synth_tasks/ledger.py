@@ -39,6 +39,7 @@ class StageLedger:
     shard: int
     _rows: dict[str, dict] = field(default_factory=dict)
     _created: set[str] = field(default_factory=set)
+    dropped: list[dict] = field(default_factory=list)  # audit copies of filtered records, for _dropped/
 
     def _add(self, record_id: str, outcome: Outcome, reason=None, error=None, raw=None) -> None:
         if record_id in self._rows:
@@ -56,8 +57,11 @@ class StageLedger:
     def kept(self, record_id: str) -> None:
         self._add(record_id, Outcome.KEPT)
 
-    def filtered(self, record_id: str, reason: str) -> None:
+    def filtered(self, record_id: str, reason: str, payload: dict | None = None) -> None:
+        """Filtered with its reason; ``payload`` (what was dropped: the text, the raw answer) goes
+        into the audit copy beside the reason, so the ledger and ``_dropped/`` cannot disagree."""
         self._add(record_id, Outcome.FILTERED, reason=reason)
+        self.dropped.append({"id": record_id, "reason": reason, **(payload or {})})
 
     def failed(self, record_id: str, error: str, raw: str | None = None) -> None:
         self._add(record_id, Outcome.FAILED, error=error, raw=raw)
@@ -66,6 +70,10 @@ class StageLedger:
         """Register a record this stage makes itself (an evolved instruction): it is accounted for
         here like a received one, but the chain check does not expect it from the previous stage."""
         self._created.add(record_id)
+
+    @property
+    def created_ids(self) -> set[str]:
+        return set(self._created)
 
     @property
     def rows(self) -> list[dict]:
@@ -118,7 +126,7 @@ def summarize_stages(shard_stats: list[dict]) -> dict:
             s["stage"],
             {"shards": 0, "input": 0, "created": 0, "kept": 0, "filtered": 0, "failed": 0, "produced": 0,
              "filter_reasons": Counter(), "error_kinds": Counter(), "usage": Counter(), "counts": Counter(),
-             "seconds": 0.0},
+             "seconds": 0.0, "models": set(), "endpoints": set(), "info": {}},
         )
         agg["shards"] += 1
         for key in ("input", "kept", "filtered", "failed"):
@@ -130,9 +138,15 @@ def summarize_stages(shard_stats: list[dict]) -> dict:
         agg["usage"].update(s.get("usage", {}))
         agg["counts"].update(s.get("counts", {}))  # a stage's own counters (e.g. responses per instruction)
         agg["seconds"] += s.get("seconds", 0.0)
+        agg["models"].update([s["model"]] if s.get("model") else [])
+        if s.get("endpoint"):  # which endpoint served the stage: base URL and model, never a key
+            agg["endpoints"].add((s["endpoint"]["base_url"], s["endpoint"]["model"]))
+        agg["info"].update(s.get("info") or {})  # small facts an unmapped stage reports (one shard)
     for agg in stages.values():
         agg["balanced"] = agg["input"] == agg["kept"] + agg["filtered"] + agg["failed"]
         for key in ("filter_reasons", "error_kinds", "usage", "counts"):
             agg[key] = dict(sorted(agg[key].items()))
         agg["seconds"] = round(agg["seconds"], 3)
+        agg["models"] = sorted(agg["models"])
+        agg["endpoints"] = [{"base_url": u, "model": m} for u, m in sorted(agg["endpoints"])]
     return stages

@@ -1,4 +1,5 @@
-"""Prompts live as files under include/prompts/<method>/<name>.txt and are loaded by name.
+"""Prompts live as files under include/prompts/<method>/<name>.txt (package data of synth_tasks)
+and are loaded by name.
 
 Placeholders are written {name} and replaced literally (no str.format), because source texts are
 full of braces and dollar signs (LaTeX, code)."""
@@ -14,7 +15,11 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
 def include_dir() -> Path:
-    return Path(os.environ.get("SYNTH_INCLUDE_DIR", Path(__file__).resolve().parents[1] / "include"))
+    """The shipped data: prompts, schemas, sample inputs, benchmark test sets, configs. Package data
+    of synth_tasks (``include/`` at the project root links to it), so a wheel install has it too."""
+    from importlib.resources import files
+
+    return Path(os.environ.get("SYNTH_INCLUDE_DIR") or str(files("synth_tasks") / "include"))
 
 
 @lru_cache(maxsize=None)

@@ -1,66 +1,252 @@
-"""What every stage does at its end: check the ledger is complete, write the kept records, the
-dropped ones (for audit) and the ledger rows, and return the small result that goes to XCom."""
+"""The stage runner: everything a stage does besides its own logic.
+
+``run_stage`` reads the stage's input (the input files, one shard of the previous stage, or all of
+it), hands the records to the stage function with a ``StageRun``, then checks the ledger, writes the
+outputs, the ledger rows, the audit copies of filtered records (``_dropped/``) and the stage's
+stats, and returns the hand-off that goes to XCom. Nothing is written until the stage function has
+returned, and every write is atomic: a stage that raises leaves its shard as it was, and its retry
+rewrites that shard and nothing else.
+
+The hand-off, the one shape every stage passes on (a mapped stage returns one, an unmapped stage
+one per output shard)::
+
+    {"stage": "generate", "shard": 3, "n_shards": 8, "output": "<url of part-00003.parquet>",
+     "stats": {"input": 64, "kept": 60, "filtered": 3, "failed": 1, "produced": 60}}
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
-
-import pyarrow as pa
+from collections import Counter
+from typing import Any, Awaitable, Callable
 
 from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
+from synth_tasks.method import EXPORT, Method, Stage
+from synth_tasks.progress import Progress
 from synth_tasks.storage import RunLayout
+
+log = logging.getLogger(__name__)
+
+Handoff = dict[str, Any]
+
+
+class StageRun:
+    """What a stage function talks to: its config, where it runs, the accounting calls and, for a
+    stage declared with ``llm=...``, the LLM client (made on first use)."""
+
+    def __init__(self, stage: Stage, cfg, layout: RunLayout, shard: int, n_shards: int, *,
+                 endpoint_for: Callable[[str], Any] | None = None, llm_shares: int = 1, input_store=None):
+        self.stage, self.cfg, self.layout = stage, cfg, layout
+        self.input_store = input_store  # the first stage reads its input files through this
+        self.shard, self.n_shards = shard, n_shards
+        self.ledger = StageLedger(stage.name, shard)
+        self.outputs: list[dict] = []
+        self.counts: Counter = Counter()  # the stage's own counters (e.g. responses per instruction)
+        self.info: dict[str, Any] = {}  # small facts for the run summary (e.g. diversity metrics)
+        self._endpoint_for, self._llm_shares = endpoint_for, llm_shares
+        self._client = self.endpoint = None
+
+    @property
+    def store(self):
+        return self.layout.store
+
+    # -- accounting: every record that enters leaves as exactly one of these --------------------
+    def kept(self, record_id: str, *outputs: dict) -> None:
+        """The record goes on; ``outputs`` (none, one or several records) are what it becomes."""
+        self.ledger.kept(record_id)
+        self.outputs.extend(outputs)
+
+    def filtered(self, record_id: str, reason: str, **audit: Any) -> None:
+        """Dropped with a "kind: detail" reason; ``audit`` fields go to ``_dropped/`` with it."""
+        self.ledger.filtered(record_id, reason, audit)
+
+    def failed(self, record_id: str, error: str, raw: str | None = None) -> None:
+        self.ledger.failed(record_id, error, raw=raw)
+
+    def created(self, record_id: str) -> None:
+        """A record this stage makes itself (an evolved instruction); it must then be accounted
+        for like a received one."""
+        self.ledger.created(record_id)
+
+    def audit(self, record_id: str, **fields: Any) -> None:
+        """An audit copy, in ``_dropped/``, of a part of a record that was dropped while the record
+        itself goes on or fails (one failed response of an instruction): not a ledger row."""
+        self.ledger.dropped.append({"id": record_id, **fields})
+
+    def emit(self, *outputs: dict) -> None:
+        """Outputs not tied to one input record (prepare's planned jobs)."""
+        self.outputs.extend(outputs)
+
+    # -- LLM -------------------------------------------------------------------------------------
+    @property
+    def llm(self):
+        """The stage's LLM client: its endpoint from the declared connection Param, the run's
+        response cache and this shard's share of the token budget."""
+        if self._client is None:
+            if self.stage.llm is None or self._endpoint_for is None:
+                raise RuntimeError(f"stage {self.stage.name!r} is not declared with llm=...: it has no LLM client")
+            from synth_tasks.llm.client import LLMClient
+
+            self.endpoint = self._endpoint_for(self.stage.llm)
+            log.info("%s shard %d: LLM endpoint %s, model %s (from the %s Param)", self.stage.name, self.shard,
+                     self.endpoint.base_url, self.endpoint.model, self.stage.llm)
+            self._client = LLMClient.for_stage(self.cfg, self.endpoint, self.layout,
+                                               self.n_shards * self._llm_shares)
+        return self._client
+
+    def progress(self, total: int, what: str | None = None) -> Progress:
+        return Progress(f"{what or self.stage.name} shard {self.shard}", total, log)
+
+    def run_async(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``make()`` on an event loop and close the LLM client after it."""
+        async def main():
+            try:
+                return await make()
+            finally:
+                if self._client is not None:
+                    await self._client.aclose()
+
+        return asyncio.run(main())
+
+    def llm_calls(self, items: list[dict], make_call: Callable[[dict], Awaitable[Any]], *,
+                  ledger: StageLedger | None = None, progress: Progress | None = None) -> list[tuple[dict, Any]]:
+        """One call per item (``make_call(item)`` returns a coroutine using ``self.llm``), run under
+        the client's concurrency bound. A call that fails is recorded as failed in ``ledger`` (the
+        stage's by default), with its error and raw text; the successes come back as (item,
+        result) in input order."""
+        from synth_tasks.llm.client import LLMError
+
+        ledger = ledger or self.ledger
+        progress = progress or self.progress(len(items))
+
+        async def one(item: dict):
+            try:
+                result = await make_call(item)
+            except LLMError as exc:
+                ledger.failed(item["id"], str(exc), raw=exc.raw)
+                progress.update(error=True)
+                return None
+            progress.update(tokens=_fresh_tokens(result))
+            return item, result
+
+        async def all_calls():
+            return await asyncio.gather(*(one(item) for item in items))
+
+        return [r for r in self.run_async(all_calls) if r is not None]
+
+    # -- the end of the stage --------------------------------------------------------------------
+    def stats(self, seconds: float) -> dict:
+        stats = self.ledger.stats() | {"produced": len(self.outputs), "seconds": round(seconds, 3),
+                                       "n_shards": self.n_shards, "counts": dict(self.counts), "info": self.info}
+        if self._client is not None:
+            stats |= {"usage": self._client.usage.as_dict(), "model": self.endpoint.model,
+                      "endpoint": {"base_url": self.endpoint.base_url, "model": self.endpoint.model}}
+        return stats
+
+
+def _fresh_tokens(result) -> int:
+    """Completion tokens a call generated (0 from the cache). Chat results and dicts with the same
+    keys carry them; judges and filters return scores or verdicts, with no tokens to count."""
+    get = result.get if isinstance(result, dict) else lambda key, default: getattr(result, key, default)
+    return 0 if get("cached", True) else get("completion_tokens", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# shard planning
+# ---------------------------------------------------------------------------------------------
+def plan_shard_size(n_records: int, shard_size: int, max_shards: int | None) -> int:
+    """``shard_size``, grown where the records would need more than ``max_shards`` mapped tasks
+    (Airflow refuses to map more than ``[core] max_map_length``)."""
+    if max_shards is None or n_records <= shard_size * max_shards:
+        return shard_size
+    grown = math.ceil(n_records / max_shards)
+    log.warning("%d records in shards of shard_size=%d would make %d mapped tasks, over Airflow's "
+                "[core] max_map_length=%d: using shards of %d. Raise shard_size or max_map_length to choose.",
+                n_records, shard_size, math.ceil(n_records / shard_size), max_shards, grown)
+    return grown
 
 
 def write_shards(layout: RunLayout, stage: str, rows: list[dict], shard_size: int) -> list[str]:
-    """Write ``rows`` as consecutive shards of ``shard_size``; the URLs are what the mapped tasks take."""
+    """``rows`` as consecutive shards (at least one, maybe empty, so the next stage always runs)."""
+    starts = range(0, len(rows), shard_size) if rows else [0]
     return [layout.store.write_parquet(layout.part(stage, shard), rows[start : start + shard_size])
-            for shard, start in enumerate(range(0, len(rows), shard_size))]
+            for shard, start in enumerate(starts)]
 
 
-def finish_stage(
-    layout: RunLayout,
-    ledger: StageLedger,
-    input_ids: list[str],
-    outputs: list[dict],
-    *,
-    started: float,
-    dropped: list[dict] | None = None,
-    schema: pa.Schema | None = None,
-    extra_stats: dict | None = None,
-) -> dict:
-    ledger.check_complete(input_ids)
-    stage, shard = ledger.stage, ledger.shard
-    output = layout.store.write_parquet(layout.part(stage, shard), outputs, schema)
-    layout.store.write_parquet(layout.ledger_part(stage, shard), ledger.rows, LEDGER_SCHEMA)
-    if dropped:
-        layout.store.write_parquet(layout.part(f"_dropped/{stage}", shard), dropped)
-    stats = ledger.stats() | {"produced": len(outputs), "seconds": round(time.monotonic() - started, 3)}
-    return {"output": output, "stats": stats | (extra_stats or {})}
+def _uniform(rows: list[dict]) -> list[dict]:
+    """Rows with the union of their keys (Parquet takes one set of columns)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k) for k in keys} for r in rows]
 
 
-def run_llm_calls(client, items: list[dict], make_call, ledger: StageLedger, progress) -> list[tuple[dict, object]]:
-    """One LLM call per item (``make_call(item)`` returns a coroutine using the client), run under the
-    client's concurrency bound. A call that fails is recorded as failed in the ledger, with its error
-    and raw text; the successes come back as (item, result) in input order. Closes the client."""
-    import asyncio
+# ---------------------------------------------------------------------------------------------
+# the runner
+# ---------------------------------------------------------------------------------------------
+def read_handoffs(layout: RunLayout, upstream: list[Handoff]) -> list[dict]:
+    """Every record of the given hand-offs, in shard order."""
+    ordered = sorted(upstream, key=lambda h: h["shard"])
+    return [r for h in ordered for r in layout.store.read_parquet(h["output"])]
 
-    from synth_tasks.llm.client import LLMError
 
-    async def one(item: dict):
-        try:
-            result = await make_call(item)
-        except LLMError as exc:
-            ledger.failed(item["id"], str(exc), raw=exc.raw)
-            progress.update(error=True)
-            return None
-        # judges and filters return scores or verdicts, not chat results: no tokens to count there
-        progress.update(tokens=0 if getattr(result, "cached", True) else result.completion_tokens)
-        return item, result
+def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Handoff | list[Handoff] | None, *,
+              endpoint_for: Callable[[str], Any] | None = None, max_shards: int | None = None,
+              input_url: str | None = None, input_store=None,
+              allowed_roots: tuple[str, ...] | None = None) -> Handoff | list[Handoff]:
+    """Run one stage (one shard of it, if mapped) and return its hand-off(s).
 
-    async def run_all():
-        try:
-            return await asyncio.gather(*(one(item) for item in items))
-        finally:
-            await client.aclose()
+    The first stage takes the input files under ``input_url``, read through ``input_store`` (the
+    filesystem of the input's own URL; default: fsspec's for it) and, with ``allowed_roots``, only
+    from inside those (then the partition's work is started afresh);
+    a mapped stage takes the one shard its upstream hand-off names; an unmapped stage takes all of
+    its upstream hand-offs and writes its output in shards again (grown to fit ``max_shards``)."""
+    from synth_tasks.inputs import InputError, input_root, list_input_files
+    from synth_tasks.storage import Store
 
-    return [r for r in asyncio.run(run_all()) if r is not None]
+    started, started_at = time.monotonic(), time.time()
+    first = stage is method.stages[0]
+    if first:
+        input_store = input_store or Store(input_root(input_url))
+        records = list_input_files(input_store, input_url, in_folder=method.input_files, allowed_roots=allowed_roots)
+        shard, n_shards = 0, 1
+    elif stage.mapped:
+        shard, n_shards = upstream["shard"], upstream["n_shards"]
+        records = layout.store.read_parquet(upstream["output"])
+    else:
+        records, shard, n_shards = read_handoffs(layout, upstream), 0, 1
+
+    run = StageRun(stage, cfg, layout, shard, n_shards, endpoint_for=endpoint_for,
+                   llm_shares=max(1, len(method.llm_stages)), input_store=input_store)
+    stage.run(run, records)
+
+    ledger = run.ledger
+    # The first stage discovers its records while reading the files: what it accounted for is its input.
+    input_ids = [r["record_id"] for r in ledger.rows] if first else [r["id"] for r in records]
+    ledger.check_complete(input_ids + sorted(ledger.created_ids))
+    if first:
+        if not run.outputs:
+            problems = [r["error"] or r["reason"] for r in ledger.rows][:5]
+            raise InputError(f"no usable input records in {input_url!r}: {problems}")
+        # A re-run of a partition starts its work afresh, but only now that its input has proved
+        # usable; the published final/ stays until the new export replaces it.
+        layout.clear_working([s.name for s in method.stages] + [EXPORT])
+
+    if ledger.dropped:
+        layout.store.write_parquet(layout.part(f"_dropped/{stage.name}", shard), _uniform(ledger.dropped))
+    layout.store.write_parquet(layout.ledger_part(stage.name, shard), ledger.rows, LEDGER_SCHEMA)
+    if stage.mapped:
+        outputs = [layout.store.write_parquet(layout.part(stage.name, shard), run.outputs)]
+    else:
+        size = plan_shard_size(len(run.outputs), cfg.shard_size, max_shards)
+        outputs = write_shards(layout, stage.name, run.outputs, size)
+    stats = run.stats(time.monotonic() - started) | ({"started_at": started_at} if first else {})
+    layout.store.write_json(layout.stats_part(stage.name, shard), stats)  # last: the shard is complete
+    log.info("%s shard %d: in %d, kept %d, filtered %d, failed %d, produced %d", stage.name, shard,
+             stats["input"], stats["kept"], stats["filtered"], stats["failed"], stats["produced"])
+
+    small = {k: stats[k] for k in ("input", "kept", "filtered", "failed", "produced")}
+    handoffs = [{"stage": stage.name, "shard": shard if stage.mapped else i, "n_shards": n_shards if stage.mapped
+                 else len(outputs), "output": url, "stats": small} for i, url in enumerate(outputs)]
+    return handoffs[0] if stage.mapped else handoffs

@@ -4,6 +4,8 @@ One layout for every DAG::
 
     {root}/{dag_id}/{partition}/{stage}/part-{shard:05d}.parquet
     {root}/{dag_id}/{partition}/_ledger/{stage}/part-{shard:05d}.parquet
+    {root}/{dag_id}/{partition}/_dropped/{stage}/part-{shard:05d}.parquet   (filtered records, for audit)
+    {root}/{dag_id}/{partition}/_stats/{stage}/part-{shard:05d}.json      (what the summary adds up)
     {root}/{dag_id}/{partition}/_summary.json
     {root}/_cache/llm/...                      (LLM responses by content hash, shared by all runs)
 
@@ -82,10 +84,21 @@ class Store:
     def glob(self, pattern: str) -> list[str]:
         return sorted(self.url(p) for p in self.fs.glob(self._path(pattern)))
 
-    def delete_tree(self, url: str) -> None:
-        path = self._path(url)
+    def delete_tree(self, url: str, *, inside: str) -> None:
+        """Delete ``url`` and everything under it, which must lie strictly inside ``inside`` (no
+        ``..`` or ``.`` segments, not ``inside`` itself): a bad name can never reach above it."""
+        path, parent = self._path(url).rstrip("/"), self._path(inside).rstrip("/")
+        if any(seg in (".", "..", "") for seg in path.split("/")[1:]) or not path.startswith(parent + "/"):
+            raise ValueError(f"refusing to delete {url!r}: not strictly inside {inside!r}")
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+    def list_files(self, url: str) -> list[str]:
+        """The URLs of the files directly in folder ``url`` (none if it does not exist)."""
+        path = self._path(url)
+        if not self.fs.exists(path):
+            return []
+        return sorted(self.url(p) for p in self.fs.ls(path, detail=False) if self.fs.isfile(p))
 
     # -- formats --------------------------------------------------------------------------------
     def write_json(self, url: str, obj: Any) -> str:
@@ -116,6 +129,11 @@ class RunLayout:
     dag_id: str
     partition: str
 
+    def __post_init__(self) -> None:
+        for name, value in (("dag_id", self.dag_id), ("partition", self.partition)):
+            if not value or "/" in value or value.strip(".") == "" or value.startswith("."):
+                raise ValueError(f"unsafe {name} {value!r}: must be one folder name, not '.', '..' or hidden")
+
     @property
     def base(self) -> str:
         return self.store.join(self.dag_id, self.partition)
@@ -126,12 +144,48 @@ class RunLayout:
     def ledger_part(self, stage: str, shard: int) -> str:
         return f"{self.base}/_ledger/{stage}/part-{shard:05d}.parquet"
 
+    def stats_part(self, stage: str, shard: int) -> str:
+        return f"{self.base}/_stats/{stage}/part-{shard:05d}.json"
+
     def stage_dir(self, stage: str) -> str:
         return f"{self.base}/{stage}"
 
     @property
     def summary(self) -> str:
         return f"{self.base}/_summary.json"
+
+    @property
+    def final_dir(self) -> str:
+        return f"{self.base}/final"
+
+    @property
+    def staging_dir(self) -> str:
+        """Where the export writes the new final files before they replace the published ones."""
+        return f"{self.base}/_staging/final"
+
+    # What a run writes besides its published final/ and _summary.json.
+    WORKING = ("_ledger", "_dropped", "_stats", "_staging")
+
+    def clear_working(self, stages: list[str]) -> None:
+        """Start the partition's work afresh: every stage folder and the bookkeeping folders. The
+        published final/ and _summary.json stay until a new export replaces them."""
+        for name in [*stages, *self.WORKING]:
+            self.store.delete_tree(f"{self.base}/{name}", inside=self.base)
+
+    def publish(self) -> list[str]:
+        """Replace the published final/ by the staged one, file by file (each write is atomic), then
+        remove published files the new run did not write. Returns the published URLs."""
+        staged = self.store.list_files(self.staging_dir)
+        published = []
+        for url in staged:
+            name = url.rsplit("/", 1)[1]
+            published.append(self.store.write_bytes(f"{self.final_dir}/{name}", self.store.read_bytes(url)))
+        names = {u.rsplit("/", 1)[1] for u in published}
+        for url in self.store.list_files(self.final_dir):
+            if url.rsplit("/", 1)[1] not in names:
+                self.store.delete_tree(url, inside=self.final_dir)
+        self.store.delete_tree(f"{self.base}/_staging", inside=self.base)
+        return published
 
     @property
     def cache_root(self) -> str:

@@ -3,6 +3,7 @@ set here, before any test module imports airflow."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,11 +15,20 @@ _SESSION_TMP = Path(tempfile.mkdtemp(prefix="synth-tests-"))
 
 os.environ["AIRFLOW_HOME"] = str(_SESSION_TMP / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+# A second DAG bundle holds the test fixtures' DAGs (dag.test() runs only DAGs of a configured bundle).
+FIXTURE_DAGS = ROOT / "tests" / "fixtures" / "dags"
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps([
+    {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {}},
+    {"name": "test-fixtures", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+     "kwargs": {"path": str(FIXTURE_DAGS)}},
+])
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["SYNTH_DATA_ROOT"] = f"file://{_SESSION_TMP / 'data'}"
 os.environ["SYNTH_RUN_DIR"] = str(_SESSION_TMP / "run")
 os.environ["SYNTH_RETRY_DELAY_S"] = "1"
+# Tests read inputs from their temporary folders and the fixtures, besides the shipped include/.
+os.environ["SYNTH_INPUT_ROOTS"] = f"{tempfile.gettempdir()},{ROOT / 'tests' / 'fixtures'}"
 for var in ("SYNTH_LLM_BASE_URL", "SYNTH_LLM_PROVIDER", "SYNTH_LLM_MODEL", "SYNTH_LLM_API_KEY"):
     os.environ.pop(var, None)
 

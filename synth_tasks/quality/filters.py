@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from synth_tasks.text.dialogue import parse_turns
 from synth_tasks.text.tokens import count_tokens
 
 
@@ -89,20 +88,6 @@ class PromptEcho:
         frac = sum(g in source for g in out) / len(out)
         if frac > self.max_copied_frac:
             return drop(f"{self.name}: {frac:.0%} of {self.ngram}-grams copied from the prompt")
-        return KEEP
-
-
-@dataclass(frozen=True)
-class SpeakerTurns:
-    min_turns: int = 2
-    min_speakers: int = 2
-    name: str = "missing_speaker_turns"
-
-    def __call__(self, text: str, prompt: str = "") -> Verdict:
-        turns = parse_turns(text)
-        speakers = {t.speaker for t in turns}
-        if len(turns) < self.min_turns or len(speakers) < self.min_speakers:
-            return drop(f"{self.name}: {len(turns)} turns by {len(speakers)} speakers")
         return KEEP
 
 

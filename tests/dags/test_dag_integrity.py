@@ -67,3 +67,16 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     heavy = [line for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
     assert heavy == ["HEAVY="]
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_files_are_a_declaration_not_an_assembly(path):
+    """A DAG file is its UI description plus one call that builds the DAG from the method's declaration."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    code = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    lines = sum(node.end_lineno - node.lineno + 1 for node in code)
+    assert lines <= 30, f"{path.name}: {lines} lines of code"
+    assert "build_dag(" in path.read_text()
+

@@ -78,7 +78,9 @@ def test_instruct_end_to_end(instruct_dag, embedded_llm):
     # SFT outputs parse, carry scores and lineage, and the split keeps a lineage on one side
     outputs = summary["outputs"]
     train, val = _jsonl(store, outputs["train_jsonl"]), _jsonl(store, outputs["validation_jsonl"])
-    assert train and len(train) + len(val) == stages["select"]["kept"] == summary["counts"]["train"] + summary["counts"]["validation"]
+    # min_quality is 0, so records must reach final/, and train (the bigger side) has some
+    assert len(train) + len(val) >= 1 and train
+    assert len(train) + len(val) == stages["select"]["kept"] == summary["counts"]["train"] + summary["counts"]["validation"]
     assert {r["root_id"] for r in train}.isdisjoint({r["root_id"] for r in val})
     assert [r["id"] for r in store.read_parquet(outputs["train_parquet"])] == [r["id"] for r in train]
     for record in train + val:
@@ -95,14 +97,14 @@ def test_instruct_end_to_end(instruct_dag, embedded_llm):
 
     # preference pairs: chosen outscores rejected by the margin, and they follow their lineage's side
     pairs = _jsonl(store, outputs["train_preferences_jsonl"]) + _jsonl(store, outputs["validation_preferences_jsonl"])
-    assert len(pairs) == sum(summary["preference_pairs"].values())
+    assert len(pairs) == sum(summary["info"]["preference_pairs"].values())
     for pair in pairs:
         assert pair["chosen_scores"]["overall"] - pair["rejected_scores"]["overall"] >= SMALL["preference_margin"]
         assert pair["prompt"] and pair["chosen"] != pair["rejected"]
     for pair in _jsonl(store, outputs["train_preferences_jsonl"]):
         assert pair["root_id"] in train_roots
 
-    diversity = summary["diversity"]
+    diversity = summary["info"]["diversity"]
     assert diversity["selected"]["n"] == len(train) + len(val)
     assert 0.0 <= diversity["selected"]["topic_entropy"]["normalized"] <= 1.0
 

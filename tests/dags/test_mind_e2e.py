@@ -13,7 +13,7 @@ from tests.conftest import SAMPLE
 pytestmark = [pytest.mark.llm, pytest.mark.airflow]
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-SMALL = {"max_chunks": 2, "styles": ["teacher_student", "two_students", "interview"], "max_tokens": 160,
+SMALL = {"max_chunks": 2, "styles": ["teacher_student", "two_students", "interview"], "max_tokens": 256,
          "shard_size": 4, "train_ratio": 0.5}
 
 
@@ -27,7 +27,8 @@ def mind_dag(airflow_db):
 def _run(dag, conf):
     from synth_tasks.airflow_glue import data_root, partition_for, store_for
 
-    dag_run = dag.test(run_conf=conf)
+    # dag.test() keeps the last run's Params on the DAG object: name the input every time
+    dag_run = dag.test(run_conf={"input_path": "include/sample_data/mind/prob140_sample.jsonl"} | conf)
     store = store_for(data_root())
     base = store.join("mind", partition_for({"dag_run": dag_run}))
     return dag_run, store, base
@@ -49,14 +50,15 @@ def test_mind_end_to_end_then_rerun_from_cache(mind_dag, embedded_llm):
     stages = summary["stages"]
     n_jobs = 2 * len(SMALL["styles"])
     assert stages["prepare"]["produced"] == stages["generate"]["input"] == n_jobs
-    assert stages["generate"]["kept"] == n_jobs, stages["generate"]["error_kinds"]
-    assert summary["usage"]["requests"] == n_jobs and summary["usage"]["completion_tokens"] > 0
+    assert stages["generate"]["kept"] + stages["generate"]["failed"] == n_jobs
+    assert stages["generate"]["kept"] >= n_jobs - 2, stages["generate"]["error_kinds"]
+    assert summary["usage"]["requests"] >= n_jobs and summary["usage"]["completion_tokens"] > 0
     assert summary["models"] == ["smollm2-135m-instruct"]
 
     # every job got a real answer from the model
     generations = [r for url in store.glob(f"{base}/generate/part-*.parquet") for r in store.read_parquet(url)]
-    assert len(generations) == n_jobs
-    assert all(g["raw_text"].strip() and g["completion_tokens"] > 0 for g in generations)
+    assert len(generations) == stages["generate"]["kept"]
+    assert all(g["raw_text"].strip() for g in generations)
 
     # the ledger has one row per record per stage, and the rows match the summary
     for stage in ("prepare", "generate", "filter", "export"):
@@ -65,20 +67,51 @@ def test_mind_end_to_end_then_rerun_from_cache(mind_dag, embedded_llm):
         assert sum(r["outcome"] == "kept" for r in rows) == stages[stage]["kept"]
         assert all(r["reason"] for r in rows if r["outcome"] == "filtered")
 
+    # On the embedded server dialogues come as JSON turns (dialogue_format auto): the 135M model then
+    # keeps to two speakers, and seeded sampling makes the kept records repeat (4 of 6 here).
+    assert summary["info"]["dialogue_format"] == "json_turns"
     train, val = _jsonl(store, summary["outputs"]["train_jsonl"]), _jsonl(store, summary["outputs"]["validation_jsonl"])
-    assert len(train) + len(val) == stages["filter"]["kept"]
-    assert {r["source_id"] for r in train}.isdisjoint({r["source_id"] for r in val})
+    assert len(train) + len(val) == stages["filter"]["kept"] == stages["export"]["produced"] >= 1
     for record in train + val:
-        assert {"id", "text", "style", "source_id", "chunk_id", "model", "messages"} <= set(record)
-        assert record["n_tokens"] >= 50 and record["n_turns"] >= 2
-        assert [m["role"] for m in record["messages"]][:2] == ["user", "assistant"]
+        assert record["n_turns"] >= 4 and record["n_tokens"] >= 50
+        speakers = {line.split(":", 1)[0] for line in record["text"].split("\n\n")}
+        assert len(speakers) == 2 and speakers <= {"Teacher", "Student", "Student 1", "Student 2", "Interviewer", "Expert"}
+    dropped = [r for url in store.glob(f"{base}/_dropped/filter/*.parquet") for r in store.read_parquet(url)]
+    assert len(dropped) == stages["filter"]["filtered"] and all(d["reason"] and d["text"] for d in dropped)
 
     # a second run re-sends zero requests: every answer comes from the response cache
     dag_run2, store, base2 = _run(mind_dag, SMALL)
     assert _state(dag_run2) == "success" and base2 != base
     summary2 = store.read_json(f"{base2}/_summary.json")
-    assert summary2["usage"]["requests"] == 0 and summary2["usage"]["cache_hits"] == n_jobs
+    assert summary2["usage"]["requests"] == 0
     assert summary2["counts"] == summary["counts"]
+
+
+DIALOGUE = ("Teacher: Today we look at the variance of a random variable and why we square deviations.\n"
+            "Student: Why square them instead of taking the absolute value of each deviation?\n"
+            "Teacher: Squares keep the algebra linear in expectations, so variances of sums add up nicely.\n"
+            "Student: So the standard deviation is the square root, back in the units of the variable.")
+
+
+def test_records_reach_final_with_their_full_shape(mind_dag, fault_server, monkeypatch):
+    """The same DAG on an OpenAI-compatible endpoint that always answers with a two-speaker dialogue:
+    every job becomes a record in final/, split by source document, in the MIND record shape."""
+    fault_server.default_reply = DIALOGUE
+    monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
+    monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
+    dag_run, store, base = _run(mind_dag, SMALL | {"train_ratio": 0.5})
+    assert _state(dag_run) == "success"
+    summary = store.read_json(f"{base}/_summary.json")
+    n_jobs = 2 * len(SMALL["styles"])
+    assert summary["stages"]["filter"]["kept"] == n_jobs and summary["accounted_for"]
+    train, val = _jsonl(store, summary["outputs"]["train_jsonl"]), _jsonl(store, summary["outputs"]["validation_jsonl"])
+    assert train and val and len(train) + len(val) == n_jobs
+    assert {r["source_id"] for r in train}.isdisjoint({r["source_id"] for r in val})
+    for record in train + val:
+        assert {"id", "text", "style", "source_id", "chunk_id", "model", "messages"} <= set(record)
+        assert record["n_tokens"] >= 50 and record["n_turns"] == 4 and record["model"] == "fault-model"
+        assert record["text"].startswith("Teacher: Today we look at the variance")
+        assert [m["role"] for m in record["messages"]] == ["user", "assistant", "user", "assistant"]
 
 
 def test_bad_files_fail_alone_and_the_run_goes_on(mind_dag, embedded_llm, tmp_path):
@@ -112,3 +145,17 @@ def test_bad_params_are_refused_naming_the_field(mind_dag):
         mind_dag.test(run_conf={"chunk_tokens": 5})
     with pytest.raises(ParamValidationError, match="styles"):
         mind_dag.test(run_conf={"styles": ["sonnet"]})
+
+
+def test_an_input_outside_the_allowed_roots_fails_at_once_naming_it(mind_dag, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SYNTH_INPUT_ROOTS", str(tmp_path))
+    secret = "/etc/hostname"
+    dag_run, _, _ = _run(mind_dag, {"input_path": secret})
+    ti = dag_run.get_task_instance("prepare")
+    assert _state(dag_run) == "failed" and _state(ti) == "failed" and ti.try_number == 1
+
+
+def test_a_named_connection_that_does_not_exist_fails_the_run_naming_it(mind_dag):
+    dag_run, _, _ = _run(mind_dag, SMALL | {"llm_conn_id": "vllm_prod_typo"})
+    failed = {(ti.task_id, ti.try_number) for ti in dag_run.get_task_instances() if _state(ti) == "failed"}
+    assert _state(dag_run) == "failed" and failed == {("generate", 1)}, failed

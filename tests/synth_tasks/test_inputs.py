@@ -114,3 +114,45 @@ def test_reading_many_files_fails_bad_ones_and_ids_reused_across_files(store, tm
     errors = {r["record_id"]: r["error"] for r in ledger.rows}
     assert errors[f"{reused}#1"] == f"duplicate_id: {reused} row 1: id 'x' used in another file"
     assert errors[broken].startswith(f"bad_file: {broken}: not a readable Parquet file")
+
+
+def test_inputs_outside_the_allowed_roots_are_refused_naming_path_and_roots(tmp_path):
+    from synth_tasks.inputs import InputError, list_input_files
+    from synth_tasks.storage import Store
+
+    store = Store("file:///")
+    allowed, outside = tmp_path / "allowed", tmp_path / "secret"
+    allowed.mkdir()
+    outside.mkdir()
+    (allowed / "ok.jsonl").write_text('{"text": "x"}\n')
+    (outside / "key.jsonl").write_text('{"text": "secret"}\n')
+    (allowed / "link.jsonl").symlink_to(outside / "key.jsonl")
+    roots = (str(allowed),)
+    assert list_input_files(store, f"file://{allowed}/ok.jsonl", allowed_roots=roots) == [f"file://{allowed}/ok.jsonl"]
+    for asked in (f"file://{outside}/key.jsonl", f"file://{allowed}/../secret/key.jsonl", f"file://{allowed}/link.jsonl",
+                  f"file://{tmp_path}/*/*.jsonl", "file:///etc/passwd"):
+        with pytest.raises(InputError, match="outside the allowed input roots") as err:
+            list_input_files(store, asked, allowed_roots=roots)
+        assert str(allowed) in str(err.value)
+    with pytest.raises(InputError, match="not allowed in remote paths"):
+        list_input_files(store, "s3://bucket/inputs/../private/x.jsonl", allowed_roots=("s3://bucket/inputs",))
+
+
+def test_only_the_methods_file_types_are_read(tmp_path):
+    from synth_tasks.inputs import InputError, list_input_files
+    from synth_tasks.storage import Store
+
+    cfg = tmp_path / "airflow.cfg"
+    cfg.write_text("[core]\nfernet_key = secret\n")
+    with pytest.raises(InputError, match=r"airflow.cfg: not an input file of this method \(expected \*\*.md\)|"
+                                         r"expected \*.md"):
+        list_input_files(Store("file:///"), f"file://{cfg}", in_folder=("**/*.md",))
+
+
+def test_the_default_roots_are_the_shipped_data_the_data_roots_inputs_and_the_deployments(monkeypatch):
+    from synth_tasks.inputs import allowed_input_roots
+    from synth_tasks.prompts import include_dir
+
+    monkeypatch.setenv("SYNTH_INPUT_ROOTS", "/mnt/corpora, s3://lake/raw")
+    assert allowed_input_roots("s3://b/stage") == (str(include_dir()), "s3://b/stage/inputs", "/mnt/corpora",
+                                                   "s3://lake/raw")

@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from synth_tasks.storage import RunLayout, Store
 
 
@@ -36,6 +38,31 @@ def test_relative_root_becomes_absolute(tmp_path, monkeypatch):
 def test_writing_again_after_the_folder_was_removed(store):
     url = store.join("p", "stage", "part-00000.parquet")
     store.write_bytes(url, b"one")
-    store.delete_tree(store.join("p"))
+    store.delete_tree(store.join("p"), inside=store.root)
     store.write_bytes(url, b"two")
     assert store.read_bytes(url) == b"two"
+
+
+def test_deletes_never_reach_outside_their_folder(store):
+    from synth_tasks.storage import RunLayout
+
+    inside = store.join("mind", "p1")
+    for bad in (store.join("mind", "p1", ".."), store.join("mind", "p1", "."), inside, store.join("mind"),
+                store.join("mind", "p1", "a", "..", "..", "x"), store.join("other")):
+        with pytest.raises(ValueError, match="refusing to delete"):
+            store.delete_tree(bad, inside=inside)
+    for partition in (".", "..", "", "a/b", ".hidden"):
+        with pytest.raises(ValueError, match="unsafe partition"):
+            RunLayout(store, "mind", partition)
+
+
+def test_publish_replaces_final_and_removes_files_the_new_run_did_not_write(store):
+    from synth_tasks.storage import RunLayout
+
+    layout = RunLayout(store, "d", "p")
+    store.write_bytes(f"{layout.final_dir}/train.jsonl", b"old")
+    store.write_bytes(f"{layout.final_dir}/extra.json", b"old")
+    store.write_bytes(f"{layout.staging_dir}/train.jsonl", b"new")
+    assert [u.rsplit("/", 1)[1] for u in layout.publish()] == ["train.jsonl"]
+    assert store.read_bytes(f"{layout.final_dir}/train.jsonl") == b"new"
+    assert not store.exists(f"{layout.final_dir}/extra.json") and not store.exists(layout.staging_dir)

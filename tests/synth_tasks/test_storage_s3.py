@@ -45,7 +45,7 @@ def test_parquet_json_and_glob_on_s3(s3_store):
     s3_store.write_json(layout.summary, {"ok": True})
     assert s3_store.read_json(layout.summary) == {"ok": True}
     assert s3_store.glob(f"{layout.base}/generate/*.parquet") == [url]
-    s3_store.delete_tree(layout.base)
+    s3_store.delete_tree(layout.base, inside=s3_store.root)
     assert not s3_store.exists(url)
 
 
@@ -60,3 +60,24 @@ def test_response_cache_on_s3_runs_off_the_event_loop(s3_store):
         return await cache.aget("ab" * 32)
 
     assert asyncio.run(round_trip()) == {"text": "hi"}
+
+
+def test_inputs_on_s3_with_local_staging(s3_store, layout, monkeypatch):
+    """Each input is read through the filesystem of its own URL, not the staging store's."""
+    from synth_tasks.airflow_glue import input_store_for
+    from synth_tasks.methods import mind
+    from synth_tasks.stage import run_stage
+    from tests.conftest import SAMPLE
+
+    s3_store.write_bytes("s3://synth/inputs/2026-01-01/sample.jsonl", SAMPLE.read_bytes())
+    monkeypatch.setenv("SYNTH_INPUT_CONN_ID", "test_s3")
+    url = "s3://synth/inputs/2026-01-01"
+    cfg = mind.MindConfig(input_path=url, styles=["debate"], max_chunks=2)
+    handoffs = run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, input_url=url,
+                         input_store=input_store_for(url), allowed_roots=("s3://synth/inputs",))
+    assert layout.store.is_local and handoffs[0]["stats"]["produced"] == 2
+    jobs = layout.store.read_parquet(handoffs[0]["output"])
+    assert jobs[0]["source_file"] == "s3://synth/inputs/2026-01-01/sample.jsonl"
+    with pytest.raises(Exception, match="outside the allowed input roots"):
+        run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, input_url=url,
+                  input_store=input_store_for(url), allowed_roots=("s3://other-bucket",))

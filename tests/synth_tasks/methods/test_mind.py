@@ -12,6 +12,8 @@ from pydantic import SecretStr
 from synth_tasks.config import EndpointConfig
 from synth_tasks.inputs import InputError
 from synth_tasks.methods import mind
+from synth_tasks.pipeline import run_method
+from synth_tasks.stage import run_stage
 from tests.conftest import SAMPLE
 
 DIALOGUE = (
@@ -34,13 +36,24 @@ def _endpoint(server):
     return EndpointConfig(base_url=server.base_url, model="fault-model", api_key=SecretStr("k"))
 
 
+def _prepare(layout, cfg, inputs):
+    """prepare's hand-offs and its stats as written beside its output."""
+    handoffs = run_method(mind.METHOD, cfg, layout, inputs, until="prepare")["prepare"]
+    return handoffs, layout.store.read_json(layout.stats_part("prepare", 0))
+
+
+def _generate(layout, cfg, handoff, server):
+    run_stage(mind.METHOD, mind.METHOD.stage("generate"), cfg, layout, handoff,
+              endpoint_for=lambda conn_param: _endpoint(server))
+    return layout.store.read_json(layout.stats_part("generate", handoff["shard"]))
+
+
 def test_prepare_makes_one_job_per_context_and_style(layout, tmp_path):
     cfg = mind.MindConfig(styles=["debate", "interview"], shard_size=3)
-    result = mind.prepare(layout, cfg, _inputs(tmp_path))
-    jobs = [j for url in result["shards"] for j in layout.store.read_parquet(url)]
-    stats = result["stats"]
-    assert stats["input"] == stats["kept"] == 4 and stats["produced"] == len(jobs) == stats["chunks"] * 2
-    assert all(len(layout.store.read_parquet(u)) <= 3 for u in result["shards"])
+    handoffs, stats = _prepare(layout, cfg, _inputs(tmp_path))
+    jobs = [j for h in handoffs for j in layout.store.read_parquet(h["output"])]
+    assert stats["input"] == stats["kept"] == 4 and stats["produced"] == len(jobs) == stats["counts"]["contexts"] * 2
+    assert all(len(layout.store.read_parquet(h["output"])) <= 3 for h in handoffs)
     assert {j["style"] for j in jobs} == {"debate", "interview"}
     assert len({j["id"] for j in jobs}) == len(jobs)
     assert all(j["context"] and j["context_tokens"] <= 500 + 125 for j in jobs)
@@ -49,8 +62,7 @@ def test_prepare_makes_one_job_per_context_and_style(layout, tmp_path):
 def test_prepare_fails_bad_files_and_rows_but_keeps_the_rest(layout, tmp_path):
     inputs = _inputs(tmp_path, {"empty.jsonl": b"", "broken.jsonl": b'{"id": "z", "text": "ok text"}\n{oops\n',
                                 "corrupt.parquet": b"not parquet"})
-    result = mind.prepare(layout, mind.MindConfig(styles=["debate"]), inputs)
-    stats = result["stats"]
+    _, stats = _prepare(layout, mind.MindConfig(styles=["debate"]), inputs)
     assert stats["failed"] == 3 and stats["kept"] == 5  # empty + corrupt files, one bad row; 4 + 1 good
     assert stats["error_kinds"] == {"bad_file": 2, "bad_row": 1}
     ledger = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("prepare", 0))}
@@ -63,13 +75,15 @@ def test_prepare_with_nothing_usable_fails_naming_the_input(layout, tmp_path):
     folder.mkdir()
     (folder / "x.jsonl").write_bytes(b"\xff\xfe\n")
     with pytest.raises(InputError, match="no usable input records"):
-        mind.prepare(layout, mind.MindConfig(), f"file://{folder}")
+        _prepare(layout, mind.MindConfig(), f"file://{folder}")
 
 
 def test_max_chunks_filters_the_rest_with_a_reason(layout, tmp_path):
-    result = mind.prepare(layout, mind.MindConfig(max_chunks=2, styles=["debate"]), _inputs(tmp_path))
-    assert result["stats"]["produced"] == 2
-    assert result["stats"]["filter_reasons"] == {"over_max_chunks": 2}
+    _, stats = _prepare(layout, mind.MindConfig(max_chunks=2, styles=["debate"]), _inputs(tmp_path))
+    assert stats["produced"] == 2
+    assert stats["filter_reasons"] == {"over_max_chunks": 2}
+    dropped = layout.store.read_parquet(layout.part("_dropped/prepare", 0))
+    assert [d["reason"] for d in dropped] == ["over_max_chunks: max_chunks=2 reached"] * 2
 
 
 def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault_server):
@@ -82,14 +96,11 @@ def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault
     fault_server.script.extend([f"text:{essay}", "500"])
     cfg = mind.MindConfig(styles=["two_students", "teacher_student"], shard_size=4, max_retries=0,
                           train_ratio=0.5, concurrency=1)  # one at a time: the script meets jobs in order
-    prepared = mind.prepare(layout, cfg, _inputs(tmp_path))
-    n_jobs = prepared["stats"]["produced"]
-    shards = prepared["shards"]
-    generated = [mind.generate(layout, cfg, i, url, _endpoint(fault_server), len(shards))
-                 for i, url in enumerate(shards)]
-    filtered = [mind.filter_shard(layout, cfg, g["stats"]["shard"], g["output"]) for g in generated]
-    result = mind.export(layout, cfg, [f["output"] for f in filtered], [prepared, *generated, *filtered],
-                         run_info={"run_id": "test"})
+    results = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+                         endpoint_for=lambda conn_param: _endpoint(fault_server))
+    shards = results["prepare"]
+    n_jobs = shards[0]["stats"]["produced"]  # every hand-off of an unmapped stage carries its totals
+    result = results["export"]
 
     summary = layout.store.read_json(result["summary"])
     assert summary["accounted_for"] and summary["problems"] == []
@@ -114,17 +125,67 @@ def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault
 
     # a re-run of shard 0 re-sends only the job that failed; completed answers come from the cache
     before = len(fault_server.requests)
-    again = mind.generate(layout, cfg, 0, shards[0], _endpoint(fault_server), len(shards))
-    usage = again["stats"]["usage"]
-    assert usage["requests"] == 1 and usage["cache_hits"] == again["stats"]["input"] - 1
-    assert len(fault_server.requests) == before + 1 and again["stats"]["failed"] == 0
+    again = _generate(layout, cfg, shards[0], fault_server)
+    usage = again["usage"]
+    assert usage["requests"] == 1 and usage["cache_hits"] == again["input"] - 1
+    assert len(fault_server.requests) == before + 1 and again["failed"] == 0
 
 
 def test_token_budget_fails_the_rest_cleanly(layout, tmp_path, fault_server):
     fault_server.default_reply = DIALOGUE
     cfg = mind.MindConfig(styles=["debate"], shard_size=100, token_budget=1, concurrency=1)
-    prepared = mind.prepare(layout, cfg, _inputs(tmp_path))
-    generated = mind.generate(layout, cfg, 0, prepared["shards"][0], _endpoint(fault_server), 1)
-    stats = generated["stats"]
+    handoffs, _ = _prepare(layout, cfg, _inputs(tmp_path))
+    stats = _generate(layout, cfg, handoffs[0], fault_server)
     assert stats["kept"] == 1 and stats["failed"] == stats["input"] - 1
     assert stats["error_kinds"] == {"token_budget_exhausted": stats["input"] - 1}
+
+
+def test_json_turns_schema_allows_only_the_styles_two_roles_and_four_turns_or_more():
+    schema = mind.turns_model("teacher_student").model_json_schema()
+    turn = next(iter(schema["$defs"].values()))
+    assert turn["properties"]["speaker"]["enum"] == ["Teacher", "Student"]
+    assert schema["properties"]["turns"]["minItems"] == 4
+    assert all(len(mind.ROLES[s]) == 2 for s in mind.Style)
+
+
+def test_a_json_answer_cut_off_by_max_tokens_keeps_its_whole_turns():
+    model = mind.turns_model("interview")
+    whole = [{"speaker": "Interviewer", "text": f"question {i}?"} if i % 2 == 0 else
+             {"speaker": "Expert", "text": f"answer {i}."} for i in range(5)]
+    import json
+
+    raw = '{"turns": [' + ", ".join(json.dumps(t) for t in whole) + ', {"speaker": "Interviewer", "text": "and th'
+    turns = mind.salvage_turns(raw, model)
+    assert [t.text for t in turns] == [t["text"] for t in whole]
+    assert mind.salvage_turns(raw.replace('"Expert"', '"Narrator"'), model) is None  # not a role of the style
+    assert mind.salvage_turns('{"turns": [{"speaker": "Expert", "text": "one"}', model) is None  # too few
+
+
+def test_json_turns_are_rendered_back_to_speaker_lines_and_filtered_like_text(layout, tmp_path, fault_server):
+    import json
+
+    texts = ["What does the standard deviation of a random variable measure, roughly speaking?",
+             "It measures how far the variable typically is from its mean, in the variable's own units.",
+             "Why do we square the deviations before we average them over the distribution?",
+             "Squares keep positive and negative deviations from cancelling, and the square root undoes it."]
+    turns = [{"speaker": ("Teacher", "Student")[i % 2], "text": t} for i, t in enumerate(texts)]
+    fault_server.default_reply = json.dumps({"turns": turns})
+    cfg = mind.MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
+    result = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+                        endpoint_for=lambda conn_param: _endpoint(fault_server))["export"]
+    assert "response_format" in fault_server.requests[0]
+    [record] = [json.loads(line) for line in layout.store.read_bytes(result["train_jsonl"]).splitlines()]
+    assert record["text"].startswith("Teacher: What does the standard deviation") and record["n_turns"] == 4
+    assert [m["role"] for m in record["messages"]] == ["user", "assistant", "user", "assistant"]
+    summary = layout.store.read_json(result["summary"])
+    assert summary["info"]["dialogue_format"] == "json_turns"
+
+
+def test_auto_format_is_json_turns_on_llama_cpp_and_text_elsewhere():
+    from synth_tasks.config import EndpointConfig
+
+    cfg = mind.MindConfig()
+    llama = EndpointConfig(base_url="http://x/v1", model="m", structured_output="json_object_schema")
+    vllm = EndpointConfig(base_url="http://x/v1", model="m", structured_output="json_schema")
+    assert mind.dialogue_format(cfg, llama) == "json_turns" and mind.dialogue_format(cfg, vllm) == "text"
+    assert mind.dialogue_format(mind.MindConfig(dialogue_format="text"), llama) == "text"

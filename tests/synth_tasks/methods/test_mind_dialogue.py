@@ -1,4 +1,4 @@
-from synth_tasks.text.dialogue import Turn, format_turns, parse_turns, to_messages
+from synth_tasks.methods.mind.dialogue import Turn, format_turns, parse_turns, to_messages
 
 DIALOGUE = """Here is the conversation:
 

@@ -1,4 +1,5 @@
-from synth_tasks.quality.filters import MinTokens, PromptEcho, Repetition, SpeakerTurns, first_drop
+from synth_tasks.methods.mind import SpeakerTurns
+from synth_tasks.quality.filters import MinTokens, PromptEcho, Repetition, first_drop
 
 GOOD = ("Student 1: The variance is the expected squared deviation from the mean.\n"
         "Student 2: So we square the deviations to get rid of the signs before averaging?\n"

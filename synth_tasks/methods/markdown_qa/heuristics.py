@@ -1,5 +1,5 @@
-"""Deterministic, model-free fact extraction and question writing: the no-LLM mode of the QA
-methods, so a DAG can run, and be tested byte for byte, without any model."""
+"""Deterministic, model-free fact extraction and question writing: the no-LLM mode of markdown_qa,
+so its DAG can run, and be tested byte for byte, without any model."""
 
 from __future__ import annotations
 

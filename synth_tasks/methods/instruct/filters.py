@@ -1,13 +1,13 @@
-"""Filters for generated instructions and for the responses that vet them.
+"""The instruct method's filters for generated instructions and for the responses that vet them.
 
 Self-Instruct (Wang et al., 2023, arXiv 2212.10560) keeps a new instruction only if it is novel
 (ROUGE-L against every instruction already in the pool at most 0.7), has 4 to 150 words, avoids
 tasks a text model cannot do (images, files, plots ...) and does not start with punctuation or a
 non-ASCII character. Evol-Instruct (Xu et al., 2023, WizardLM, arXiv 2304.12244) eliminates an
 evolved instruction whose response apologises briefly or says nothing, or which leaks words of the
-rewriting template. (Its fourth rule, "no information gain", needs a model: see methods/instruct.)
+rewriting template. (Its fourth rule, "no information gain", needs a model: see ``generate.py``.)
 
-Every filter is a callable ``(text, prompt="") -> Verdict`` like those in ``quality.filters``."""
+Every filter is a callable ``(text, prompt="") -> Verdict`` like those in ``synth_tasks.quality.filters``."""
 
 from __future__ import annotations
 

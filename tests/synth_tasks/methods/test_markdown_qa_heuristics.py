@@ -1,4 +1,4 @@
-from synth_tasks.text.facts import heuristic_facts, heuristic_pair, key_term, negate, subject_of
+from synth_tasks.methods.markdown_qa.heuristics import heuristic_facts, heuristic_pair, key_term, negate, subject_of
 
 
 def test_facts_are_declarative_sentences_from_prose_only():

@@ -1,9 +1,10 @@
-"""Self-Instruct's novelty and shape rules and Evol-Instruct's elimination rules, on concrete texts."""
+"""The instruct method's filters (methods/instruct/filters.py): Self-Instruct's novelty and shape rules and
+Evol-Instruct's elimination rules, on concrete texts."""
 
 import pytest
 from rouge_score import rouge_scorer
 
-from synth_tasks.quality.instructions import (
+from synth_tasks.methods.instruct.filters import (
     ApologyResponse,
     CleanStart,
     ContentlessResponse,

@@ -1,0 +1,180 @@
+"""The stage runner: accounting, outputs, audit copies, stats, atomicity and retries, shard planning."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from synth_tasks.config import MethodConfig
+from synth_tasks.ledger import LedgerError
+from synth_tasks.method import Export, Method, Stage
+from synth_tasks.pipeline import run_method
+from synth_tasks.stage import plan_shard_size, run_stage
+
+
+class Cfg(MethodConfig):
+    input_path: str = "unused"
+
+
+def _prepare(run, files):
+    for url in files:
+        for line in run.store.read_bytes(url).decode().splitlines():
+            row = json.loads(line)
+            run.kept(row["id"], row)
+
+
+def _mixed(run, records):
+    """Keeps, filters, fails, and creates one child per kept record."""
+    for r in records:
+        if r["kind"] == "keep":
+            child = f"{r['id']}~child"
+            run.created(child)
+            run.kept(child, {"id": child, "kind": "child"})
+            run.kept(r["id"], r)
+        elif r["kind"] == "drop":
+            run.filtered(r["id"], f"unwanted: {r['id']}", text=r["id"].upper())
+        else:
+            run.failed(r["id"], "broken: no luck", raw="raw answer")
+    run.counts["seen"] += len(records)
+
+
+def _method(stage_fn=_mixed, **stage_options):
+    return Method(dag_id="t", config=Cfg, stages=(Stage("prepare", _prepare, mapped=False),
+                                                  Stage("work", stage_fn, **stage_options)),
+                  export=Export(group_key="id"))
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    rows = [{"id": f"r{i}", "kind": ("keep", "drop", "fail")[i % 3]} for i in range(7)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f"file://{path}"
+
+
+def test_a_stage_that_keeps_filters_fails_and_creates_balances(layout, inputs):
+    cfg = Cfg(shard_size=3)
+    results = run_method(_method(), cfg, layout, inputs, until="work")
+    assert [h["shard"] for h in results["prepare"]] == [0, 1, 2] and results["prepare"][0]["n_shards"] == 3
+    store = layout.store
+    stats = [store.read_json(layout.stats_part("work", s)) for s in range(3)]
+    ledger = [r for s in range(3) for r in store.read_parquet(layout.ledger_part("work", s))]
+    dropped = [r for url in store.glob(f"{layout.base}/_dropped/work/*.parquet") for r in store.read_parquet(url)]
+    outputs = [r for s in range(3) for r in store.read_parquet(layout.part("work", s))]
+    # 7 inputs: r0 r3 r6 kept (+3 created children), r1 r4 filtered, r2 r5 failed
+    assert sum(s["input"] for s in stats) == len(ledger) == 7 + 3
+    assert sum(s["created"] for s in stats) == 3
+    assert sum(s["kept"] for s in stats) == 6 == sum(r["outcome"] == "kept" for r in ledger)
+    assert sum(s["filtered"] for s in stats) == len(dropped) == 2
+    assert sum(s["failed"] for s in stats) == 2
+    assert sum(s["produced"] for s in stats) == len(outputs) == 6
+    assert sum(s["counts"]["seen"] for s in stats) == 7
+    assert {d["id"]: (d["reason"], d["text"]) for d in dropped} == {"r1": ("unwanted: r1", "R1"),
+                                                                    "r4": ("unwanted: r4", "R4")}
+    failed = {r["record_id"]: r for r in ledger if r["outcome"] == "failed"}
+    assert failed["r2"]["error"] == "broken: no luck" and failed["r2"]["raw_response"] == "raw answer"
+    assert [h["stats"]["produced"] for h in results["work"]] == [s["produced"] for s in stats]
+
+
+def test_the_summary_checks_the_chain_and_the_export(layout, inputs):
+    result = run_method(_method(), Cfg(shard_size=3), layout, inputs)["export"]
+    summary = layout.store.read_json(result["summary"])
+    assert summary["accounted_for"] and summary["stage_order"] == ["prepare", "work", "export"]
+    assert summary["stages"]["export"]["input"] == 6 == summary["stages"]["export"]["produced"]
+    assert summary["counts"]["train"] + summary["counts"]["validation"] == 6
+
+
+def test_a_record_left_unaccounted_fails_the_stage(layout, inputs):
+    def forgetful(run, records):
+        for r in records[1:]:
+            run.kept(r["id"], r)
+
+    with pytest.raises(LedgerError, match="unaccounted records"):
+        run_method(_method(forgetful), Cfg(), layout, inputs)
+
+
+def test_a_stage_that_raises_mid_shard_writes_nothing_and_its_retry_rewrites_only_its_shard(layout, inputs):
+    method = _method()
+    cfg = Cfg(shard_size=3)
+    prepared = run_method(method, cfg, layout, inputs, until="prepare")["prepare"]
+    work = method.stage("work")
+    for h in prepared:
+        run_stage(method, work, cfg, layout, h)
+    other = [layout.part("work", s) for s in (0, 2)] + [layout.ledger_part("work", s) for s in (0, 2)]
+    before = {p: os.stat(p.removeprefix("file://")).st_mtime_ns for p in other}
+
+    calls = {"n": 0}
+
+    def flaky(run, records):
+        calls["n"] += 1
+        run.kept(records[0]["id"], records[0])
+        if calls["n"] == 1:
+            raise ConnectionError("endpoint went away mid-shard")
+        for r in records[1:]:
+            run.kept(r["id"], r)
+
+    flaky_method = _method(flaky)
+    for url in (layout.part("work", 1), layout.ledger_part("work", 1), layout.stats_part("work", 1)):
+        layout.store.fs.rm(layout.store._path(url))
+    with pytest.raises(ConnectionError):
+        run_stage(flaky_method, flaky_method.stage("work"), cfg, layout, prepared[1])
+    assert not any(layout.store.exists(u) for u in (layout.part("work", 1), layout.ledger_part("work", 1),
+                                                    layout.stats_part("work", 1)))
+    assert not layout.store.glob(f"{layout.base}/work/.tmp-*")
+    run_stage(flaky_method, flaky_method.stage("work"), cfg, layout, prepared[1])  # the retry
+    assert len(layout.store.read_parquet(layout.part("work", 1))) == 3
+    assert {p: os.stat(p.removeprefix("file://")).st_mtime_ns for p in other} == before
+
+
+def test_the_first_stage_fails_when_nothing_is_usable(layout, tmp_path):
+    from synth_tasks.inputs import InputError
+
+    empty = tmp_path / "nothing.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="no usable input records"):
+        run_method(_method(), Cfg(), layout, f"file://{empty}")
+
+
+def test_an_unmapped_stage_reads_every_shard_and_reshards_its_output(layout, inputs):
+    seen = {}
+
+    def everything(run, records):
+        seen["ids"] = [r["id"] for r in records]
+        for r in records:
+            run.kept(r["id"], r)
+
+    results = run_method(_method(everything, mapped=False), Cfg(shard_size=2), layout, inputs, until="work")
+    assert seen["ids"] == [f"r{i}" for i in range(7)]  # shard order
+    assert [h["shard"] for h in results["work"]] == [0, 1, 2, 3] and results["work"][0]["n_shards"] == 4
+
+
+def test_an_empty_output_still_gives_the_next_stage_one_shard(layout, inputs):
+    def drop_all(run, records):
+        for r in records:
+            run.filtered(r["id"], "nothing: wanted")
+
+    results = run_method(_method(drop_all, mapped=False), Cfg(), layout, inputs, until="work")
+    assert len(results["work"]) == 1 and layout.store.read_parquet(results["work"][0]["output"]) == []
+
+
+def test_shard_size_grows_to_fit_airflows_map_limit(caplog):
+    assert plan_shard_size(100, 10, 1024) == 10
+    assert plan_shard_size(87_584, 64, 1024) == 86  # 1,369 shards of 64 would pass the limit
+    with caplog.at_level("WARNING"):
+        assert plan_shard_size(210, 10, 10) == 21
+    assert "max_map_length=10" in caplog.text and "shard_size=10" in caplog.text
+
+
+def test_grown_shards_reach_the_mapped_stage(layout, inputs):
+    results = run_method(_method(), Cfg(shard_size=1), layout, inputs, until="work", max_shards=3)
+    assert len(results["prepare"]) == 3 and len(results["work"]) == 3
+
+
+def test_a_stage_without_llm_has_no_client(layout, inputs):
+    def wants_llm(run, records):
+        run.llm  # noqa: B018
+
+    with pytest.raises(RuntimeError, match="not declared with llm"):
+        run_method(_method(wants_llm), Cfg(), layout, inputs)
