@@ -9,9 +9,9 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export SYNTH_RUN_DIR := $(CURDIR)/.run
-# Params for `make run`, as JSON. The demo takes 2 of the sample's 6 contexts (14 conversations, ~3 min
-# on 2 cores); RUN_CONF='{}' runs the whole sample.
-RUN_CONF ?= {"max_chunks": 2}
+# Params for `make run`, as JSON. The demo takes 2 of the sample's 6 contexts (14 conversations of up to
+# 512 tokens, a few minutes on 2 cores); RUN_CONF='{}' runs the whole sample.
+RUN_CONF ?= {"max_chunks": 2, "max_tokens": 512}
 
 .PHONY: setup run test llm-up llm-down bench lock clean
 

@@ -1,9 +1,13 @@
 """Content-addressed cache of LLM responses in the staging store.
 
-The key hashes everything that determines a response (model, messages, sampling params including
-the seed, response format), so re-running a failed or killed task re-sends no request that already
-completed, and changing any input makes a new key instead of a stale hit. One object per response:
-a killed task loses at most the requests in flight."""
+The key hashes everything that determines a response: the endpoint (its base URL, or the run's
+``cache_namespace`` for endpoints deliberately treated as one), the model, the messages, the
+sampling params including the seed, and the response format (for structured output that is the
+JSON schema, docstrings included). So re-running a failed or killed task re-sends no request that
+already completed, another server answering under the same model name never gets old answers,
+and changing any input makes a new key instead of a stale hit. One object per response: a killed
+task loses at most the requests in flight.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ import json
 from synth_tasks.storage import Store
 
 
-def cache_key(model: str, messages: list[dict], sampling: dict, response_format: dict | None) -> str:
-    payload = {"model": model, "messages": messages, "sampling": sampling, "response_format": response_format}
+def cache_key(endpoint: str, model: str, messages: list[dict], sampling: dict, response_format: dict | None) -> str:
+    payload = {"endpoint": endpoint, "model": model, "messages": messages, "sampling": sampling,
+               "response_format": response_format}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

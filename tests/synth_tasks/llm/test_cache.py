@@ -1,6 +1,6 @@
 from synth_tasks.llm.cache import ResponseCache, cache_key
 
-BASE = dict(model="m", messages=[{"role": "user", "content": "x"}],
+BASE = dict(endpoint="http://vllm-a:8000/v1", model="m", messages=[{"role": "user", "content": "x"}],
             sampling={"temperature": 1.0, "top_p": 0.9, "seed": 3}, response_format=None)
 
 
@@ -12,6 +12,7 @@ def test_key_is_stable_and_order_independent():
 
 def test_every_input_changes_the_key():
     variants = [
+        dict(BASE, endpoint="http://vllm-b:8000/v1"),  # another server under the same model name
         dict(BASE, model="m2"),
         dict(BASE, messages=[{"role": "user", "content": "y"}]),
         dict(BASE, sampling={**BASE["sampling"], "seed": 4}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -163,3 +164,99 @@ def test_structured_output_failure_keeps_the_raw_text(fault_server):
     assert err.value.kind == "invalid_structured_output"
     assert err.value.raw == '{"answer": "4", "score": "high"}'
     assert fault_server.requests[0]["response_format"]["type"] == "json_object"
+
+
+# -- the request path: the cache key, the schema made once, the retry loop ----------------------
+def test_cache_keys_are_what_the_client_always_passed(fault_server, store):
+    """The response cache's keys must not move (cached runs are compared across versions): plain
+    requests hash (endpoint, model, messages, sampling without None, None), structured ones their format."""
+    from synth_tasks.llm.cache import cache_key
+
+    cache = ResponseCache(store, store.join("_cache"))
+    run(_chat(make_client(fault_server, cache=cache)))
+    fault_server.script.append('text:{"answer": "4", "score": 3}')
+    run(_chat(make_client(fault_server, cache=cache), response_model=Answer))
+    fault_server.script.append('text:{"answer": "4", "score": 3}')
+    run(_chat(make_client(fault_server, cache=cache, structured_output="prompt"), response_model=Answer))
+
+    params = SAMPLING.model_dump(exclude_none=True)
+    schema = Answer.model_json_schema()
+    prompt_msgs = [*MSG, {"role": "system", "content": "Reply with one JSON object that matches this JSON "
+                          f"schema:\n{json.dumps(schema)}"}]
+    url = fault_server.base_url
+    expected = {
+        cache_key(url, "fault-model", MSG, params, None),
+        cache_key(url, "fault-model", MSG, params, {"type": "json_schema", "json_schema": {"name": "Answer", "schema": schema}}),
+        cache_key(url, "fault-model", prompt_msgs, params, None),
+    }
+    assert {cache_key(url, "fault-model", r["messages"], params, r.get("response_format"))
+            for r in fault_server.requests} == expected
+    assert all(cache.get(k) is not None for k in expected)
+
+
+def test_the_json_schema_is_built_once_per_client(fault_server, monkeypatch):
+    built = []
+    original = Answer.model_json_schema.__func__
+
+    def counting(cls, *args, **kw):
+        built.append(cls)
+        return original(cls, *args, **kw)
+
+    monkeypatch.setattr(Answer, "model_json_schema", classmethod(counting))
+    fault_server.responder = lambda body: '{"answer": "4", "score": 3}'
+    client = make_client(fault_server)
+
+    async def many():
+        await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}], SAMPLING, response_model=Answer)
+                               for i in range(5)))
+        await client.aclose()
+
+    run(many())
+    assert len(built) == 1
+    assert all(r["response_format"] == fault_server.requests[0]["response_format"] for r in fault_server.requests)
+
+
+def test_an_answer_without_choices_is_retried(fault_server):
+    fault_server.script.extend(['raw:{"id": "x", "object": "chat.completion", "created": 0, "model": "m", '
+                                '"choices": []}'])
+    client = make_client(fault_server)
+    result = run(_chat(client))
+    assert result.text.startswith("Student 1")
+    assert client.usage.retries == 1 and client.usage.failures == 0
+
+
+def test_backoff_doubles_with_equal_jitter_up_to_the_cap():
+    client = LLMClient(EndpointConfig(base_url="http://127.0.0.1:9/v1", model="m"),
+                       backoff_initial_s=1.0, backoff_max_s=5.0)
+    for attempt, full in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)]:
+        waits = [client._backoff_s(TimeoutError(), attempt) for _ in range(50)]
+        assert all(full / 2 <= w <= full for w in waits), (attempt, min(waits), max(waits))
+
+
+def test_another_endpoint_under_the_same_model_name_gets_no_old_answers(store):
+    """The cache key holds the endpoint: a different server answering as "fault-model" is asked
+    afresh; a cache_namespace shared on purpose reuses the answers."""
+    from tests.fault_server import FaultServer
+
+    cache = ResponseCache(store, store.join("_cache"))
+    with FaultServer(default_reply="from A") as a, FaultServer(default_reply="from B") as b:
+        assert run(_chat(make_client(a, cache=cache))).text == "from A"
+        assert run(_chat(make_client(b, cache=cache))).text == "from B" and len(b.requests) == 1
+        shared_a = LLMClient(EndpointConfig(base_url=a.base_url, model="fault-model"), cache=cache,
+                             cache_namespace="replicas")
+        shared_b = LLMClient(EndpointConfig(base_url=b.base_url, model="fault-model"), cache=cache,
+                             cache_namespace="replicas")
+        assert run(_chat(shared_a)).text == "from A"
+        assert run(_chat(shared_b)).text == "from A" and len(b.requests) == 1  # shared on purpose
+
+
+def test_structured_answer_cut_off_at_max_tokens_fails_without_a_repair_request(fault_server):
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "fault-model",
+            "choices": [{"index": 0, "finish_reason": "length",
+                         "message": {"role": "assistant", "content": '{"answer": "4", "sco'}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 32, "total_tokens": 35}}
+    fault_server.script.append("raw:" + json.dumps(body))
+    with pytest.raises(LLMError, match="cut off at max_tokens=32") as err:
+        run(_chat(make_client(fault_server), response_model=Answer))
+    assert err.value.kind == "invalid_structured_output" and err.value.raw == '{"answer": "4", "sco'
+    assert len(fault_server.requests) == 1
