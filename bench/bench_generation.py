@@ -1,22 +1,40 @@
-"""Generation-stage benchmark (results in bench/results/generation.json).
+"""Generation-stage benchmarks, each side by side with bare clients in one run.
 
-1. Throughput: generated tokens/s of the MIND generate stage against a bare AsyncOpenAI client
-   sending the same prompts (same messages, sampling and seeds) at the same concurrency to the same
-   endpoint, in one run. Goal: ratio >= 0.97.
-2. Overhead: requests per CPU-second of the pipeline process against an endpoint that answers
-   instantly (bench/instant_server.py, in its own process). Goal: >= 500 requests/s per core.
+1. Overhead (bench/results/overhead.json): CPU cost per request of the pipeline (the MIND generate
+   stage through ``run_stage``: LLMClient with cache lookup and write, budget, retry loop,
+   accounting, ledger, the shard's Parquet in and out) against an endpoint that answers at once
+   (bench/instant_server.py, its own process), and of the bare ``openai`` SDK and bare ``httpx``
+   sending the same requests (same messages, sampling and seeds) at the same concurrency (8, 64).
+   Two more sides split the pipeline's cost: LLMClient.chat alone, with and without its response
+   cache. Requests per CPU-second of this process; goal: pipeline >= 0.9x the bare SDK.
+2. Generation (bench/results/generation.json): generated tokens/s of the same stage against the
+   same bare SDK client on a real model (the embedded SmolLM2 unless SYNTH_LLM_BASE_URL is set),
+   many short requests (max_tokens 16) per side and round so the client's share of the time is as
+   large as it gets; within a round the sides alternate shard by shard (7 requests each, one
+   mapped task of the stage). Goal: ratio >= 0.97.
 
-The endpoint is the embedded server unless SYNTH_LLM_BASE_URL is set. Input: the shipped MIND sample
-(include/), or ../shared/corpora/math_text/prob140.jsonl with --corpus.
+Both: a warm-up round that is not counted, then rounds whose side order is balanced (pairs of
+rounds, the second in the first's reverse order: this machine's speed drifts within minutes), one
+ratio per round, and their mean with a 95 % confidence interval (Student t). A goal counts as met
+only when the whole interval clears it.
+
+The pipeline gets a fresh partition and run seed every round (so no cache hits) under one store
+root, i.e. a response cache whose folders exist, as in any run after a project's first.
+The dialogue format is pinned to "text" (the paper's): a JSON-turns answer cut at 16 tokens would
+send a repair request and compare unequal work.
+
+    .venv/bin/python bench/bench_generation.py                 # both parts
+    .venv/bin/python bench/bench_generation.py --part overhead
+    .venv/bin/python bench/bench_generation.py --check         # exit 1 if a results file is stale
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import gc
+import math
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -24,148 +42,343 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
-import openai
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth_tasks.config import EndpointConfig
-from synth_tasks.llm.endpoint import resolve_endpoint
-from synth_tasks.methods import mind
-from synth_tasks.storage import RunLayout, Store
+from _common import ROOT, mean_ci95, provenance, shown, stale, verdict, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-
-
-def _jobs(layout: RunLayout, cfg: mind.MindConfig, input_path: str) -> tuple[str, list[dict]]:
-    prepared = mind.prepare(layout, cfg, input_path)
-    assert len(prepared["shards"]) == 1, "benchmark wants one shard"
-    url = prepared["shards"][0]
-    return url, layout.store.read_parquet(url)
+# What the numbers depend on: a change to any of these makes the results stale (--check).
+MEASURED = [
+    "bench/bench_generation.py", "bench/instant_server.py", "bench/_common.py",
+    "synth_tasks/llm/*.py", "synth_tasks/stage.py", "synth_tasks/storage.py", "synth_tasks/ledger.py",
+    "synth_tasks/progress.py", "synth_tasks/config.py", "synth_tasks/method.py", "synth_tasks/prompts.py",
+    "synth_tasks/methods/mind/*.py", "synth_tasks/include/prompts/mind/*.txt",
+]
+SAMPLE = ROOT / "include" / "sample_data" / "mind" / "prob140_sample.jsonl"
+OVERHEAD_GOAL, GENERATION_GOAL = 0.9, 0.97
 
 
-async def _bare(endpoint: EndpointConfig, cfg: mind.MindConfig, jobs: list[dict]) -> tuple[int, float]:
-    client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
-                                max_retries=0, timeout=cfg.request_timeout_s)
-    sem = asyncio.Semaphore(cfg.concurrency)
-    tokens = 0
+# ---------------------------------------------------------------------------------------------
+# the sides
+# ---------------------------------------------------------------------------------------------
+def _mind():
+    from synth_tasks.methods import mind
 
-    async def one(job):
-        nonlocal tokens
-        params = cfg.sampling(job["id"]).model_dump(exclude_none=True)
+    return mind
+
+
+def prepare(store, partition: str, cfg, input_url: str):
+    """Plan the jobs of one round with the prepare stage (not timed), in shards of cfg.shard_size:
+    the layout and, per shard, its hand-off and jobs."""
+    from synth_tasks.stage import run_stage
+    from synth_tasks.storage import RunLayout
+
+    mind = _mind()
+    layout = RunLayout(store, "bench", partition)
+    handoffs = run_stage(mind.METHOD, mind.METHOD.stage("prepare"), cfg, layout, None, input_url=input_url)
+    return layout, [(h, store.read_parquet(h["output"])) for h in handoffs]
+
+
+def pipeline_side(layout, handoff, cfg, endpoint) -> dict:
+    """The generate stage on the round's shard, as the DAG runs it; its stats (usage inside)."""
+    from synth_tasks.stage import run_stage
+
+    mind = _mind()
+    out = run_stage(mind.METHOD, mind.METHOD.stage("generate"), cfg, layout, handoff,
+                    endpoint_for=lambda _conn: endpoint)
+    stats = layout.store.read_json(layout.stats_part("generate", out["shard"]))
+    usage = stats["usage"]
+    assert stats["failed"] == 0 and usage["cache_hits"] == 0, stats
+    return {"requests": usage["requests"], "completion_tokens": usage["completion_tokens"]}
+
+
+def _requests(cfg, jobs):
+    mind = _mind()
+    return [(mind.build_messages(j["style"], j["context"]), cfg.sampling(j["id"]).model_dump(exclude_none=True))
+            for j in jobs]
+
+
+async def _bounded(concurrency: int, requests, send) -> dict:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(messages, params):
         async with sem:
-            r = await client.chat.completions.create(
-                model=endpoint.model, messages=mind.build_messages(job["style"], job["context"]), **params)
-        tokens += r.usage.completion_tokens
+            return await send(messages, params)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(j) for j in jobs))
-    elapsed = time.perf_counter() - start
-    await client.close()
-    return tokens, elapsed
+    tokens = await asyncio.gather(*(one(m, p) for m, p in requests))
+    return {"requests": len(tokens), "completion_tokens": sum(tokens)}
 
 
-def _pipeline(layout, cfg, url, endpoint) -> tuple[int, float, dict]:
-    start = time.perf_counter()
-    result = mind.generate(layout, cfg, 0, url, endpoint, 1)
-    elapsed = time.perf_counter() - start
-    usage = result["stats"]["usage"]
-    assert usage["cache_hits"] == 0 and result["stats"]["failed"] == 0, result["stats"]
-    return usage["completion_tokens"], elapsed, usage
+def client_side(cfg, jobs, endpoint, cache) -> dict:
+    """LLMClient.chat alone (cache lookup and write, retry loop, budget, accounting), without the
+    stage around it: tells the client's share of the pipeline's cost from the stage's."""
+    from synth_tasks.llm.client import LLMClient
+
+    mind = _mind()
+
+    async def main():
+        client = LLMClient(endpoint, concurrency=cfg.concurrency, request_timeout_s=cfg.request_timeout_s,
+                           max_retries=cfg.max_retries, cache=cache)
+        try:
+            results = await asyncio.gather(*(client.chat(mind.build_messages(j["style"], j["context"]),
+                                                         cfg.sampling(j["id"])) for j in jobs))
+        finally:
+            await client.aclose()
+        assert client.usage.cache_hits == 0 and client.usage.failures == 0, client.usage
+        return {"requests": len(results), "completion_tokens": sum(r.completion_tokens for r in results)}
+
+    return asyncio.run(main())
 
 
-def throughput(args, tmp: Path) -> dict:
-    endpoint = resolve_endpoint()
-    cfg = mind.MindConfig(max_chunks=args.chunks, styles=args.styles, max_tokens=args.max_tokens,
-                          concurrency=args.concurrency, shard_size=10_000)
-    input_path = args.input
-    rounds = []
-    for i in range(args.rounds):
-        # A fresh staging root each round: the pipeline pays its cache writes and never hits.
-        layout = RunLayout(Store(f"file://{tmp}/tp{i}"), "bench", "p")
-        url, jobs = _jobs(layout, cfg, input_path)
-        # Alternate which side goes first: this machine's speed drifts within a run.
-        if i % 2 == 0:
-            bare_tokens, bare_s = asyncio.run(_bare(endpoint, cfg, jobs))
-            pipe_tokens, pipe_s, _ = _pipeline(layout, cfg, url, endpoint)
-        else:
-            pipe_tokens, pipe_s, _ = _pipeline(layout, cfg, url, endpoint)
-            bare_tokens, bare_s = asyncio.run(_bare(endpoint, cfg, jobs))
-        rounds.append({"requests": len(jobs), "bare_tokens": bare_tokens, "bare_s": round(bare_s, 2),
-                       "bare_tok_s": round(bare_tokens / bare_s, 2), "pipeline_tokens": pipe_tokens,
-                       "pipeline_s": round(pipe_s, 2), "pipeline_tok_s": round(pipe_tokens / pipe_s, 2)})
-        print(rounds[-1], flush=True)
-    bare = sum(r["bare_tokens"] for r in rounds) / sum(r["bare_s"] for r in rounds)
-    pipe = sum(r["pipeline_tokens"] for r in rounds) / sum(r["pipeline_s"] for r in rounds)
-    return {"endpoint_model": endpoint.model, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
-            "rounds": rounds, "bare_tok_s": round(bare, 2), "pipeline_tok_s": round(pipe, 2),
-            "ratio": round(pipe / bare, 4),
-            "median_round_ratio": round(statistics.median(r["pipeline_tok_s"] / r["bare_tok_s"] for r in rounds), 4),
-            "goal": 0.97}
+def sdk_side(cfg, jobs, endpoint) -> dict:
+    """The bare openai SDK, made as LLMClient makes it, sending the same requests."""
+    import openai
+
+    async def main():
+        requests = _requests(cfg, jobs)  # built inside the timed part, as the pipeline builds them
+        client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key.get_secret_value(),
+                                    max_retries=0, timeout=cfg.request_timeout_s)
+
+        async def send(messages, params):
+            r = await client.chat.completions.create(model=endpoint.model, messages=messages, **params)
+            return r.usage.completion_tokens
+
+        try:
+            return await _bounded(cfg.concurrency, requests, send)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
 
 
-def overhead(args, tmp: Path, concurrency: int) -> dict:
+def httpx_side(cfg, jobs, endpoint) -> dict:
+    """Raw HTTP: httpx.AsyncClient posting the same JSON bodies and parsing the answers."""
+    import httpx
+
+    async def main():
+        requests = _requests(cfg, jobs)
+        client = httpx.AsyncClient(base_url=endpoint.base_url, timeout=cfg.request_timeout_s,
+                                   headers={"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"})
+
+        async def send(messages, params):
+            r = await client.post("/chat/completions", json={"model": endpoint.model, "messages": messages, **params})
+            r.raise_for_status()
+            return r.json()["usage"]["completion_tokens"]
+
+        try:
+            return await _bounded(cfg.concurrency, requests, send)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def timed(fn: Callable[[], dict]) -> dict:
+    gc.collect()  # no garbage of the side before is collected on this side's time
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return out | {"cpu_s": round(time.process_time() - cpu0, 4), "wall_s": round(time.perf_counter() - wall0, 4)}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. overhead against an instant endpoint
+# ---------------------------------------------------------------------------------------------
+def instant_endpoint():
+    from synth_tasks.config import EndpointConfig
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "instant_server.py"), str(port)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    if server.stdout.readline().strip() != "ready":
+        server.kill()
+        raise RuntimeError("bench/instant_server.py did not start")
+    return server, EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="instant")
+
+
+SIDES = ("pipeline", "sdk", "client", "client_nocache", "httpx")
+
+
+def side_order(r: int, sides=SIDES) -> list[str]:
+    """Round r's order: rounds come in pairs with one rotation of the sides, forward then reversed,
+    so within each pair every side takes mirrored places and every two sides swap order; the
+    rotation moves on with each pair."""
+    k = (r // 2) % len(sides)
+    order = list(sides[k:] + sides[:k])
+    return order[::-1] if r % 2 else order
+
+
+def overhead_rounds(args, store, endpoint, concurrency: int) -> dict:
+    from synth_tasks.llm.cache import ResponseCache
+
+    mind = _mind()
+    client_cache = ResponseCache(store, store.join("_cache", "client-side"))  # apart from the pipeline's
+    rounds = []
+    for r in range(args.overhead_rounds + 1):  # round 0 warms up and is not counted
+        cfg = mind.MindConfig(styles=list(mind.Style), chunk_tokens=50, concurrency=concurrency,
+                              max_chunks=args.overhead_max_chunks, shard_size=1_000_000, dialogue_format="text",
+                              seed=concurrency * 1000 + r)
+        layout, shards = prepare(store, f"c{concurrency}-r{r}", cfg, args.input)
+        assert len(shards) == 1, "the overhead rounds want their jobs in one shard"
+        (handoff, jobs), = shards
+        sides = {"pipeline": lambda: pipeline_side(layout, handoff, cfg, endpoint),
+                 "client": lambda: client_side(cfg, jobs, endpoint, client_cache),
+                 "client_nocache": lambda: client_side(cfg, jobs, endpoint, None),
+                 "sdk": lambda: sdk_side(cfg, jobs, endpoint),
+                 "httpx": lambda: httpx_side(cfg, jobs, endpoint)}
+        order = side_order(r - 1) if r else list(SIDES)
+        res = {name: timed(sides[name]) for name in order}
+        n = len(jobs)
+        assert all(res[s]["requests"] == n for s in res), res
+        row = {"round": r, "warmup": r == 0, "requests": n, "order": order,
+               "load_avg_1m_after": round(os.getloadavg()[0], 2)}  # other work on this machine
+        for name in SIDES:
+            row[f"{name}_cpu_s"] = res[name]["cpu_s"]
+            row[f"{name}_requests_per_cpu_s"] = round(n / res[name]["cpu_s"], 1)
+        for name in ("pipeline", "client", "client_nocache", "httpx"):
+            row[f"{name}_vs_sdk"] = round(res["sdk"]["cpu_s"] / res[name]["cpu_s"], 4)
+        for name in ("pipeline", "client", "client_nocache"):
+            row[f"{name}_extra_us_per_request"] = round(1e6 * (res[name]["cpu_s"] - res["sdk"]["cpu_s"]) / n, 1)
+        rounds.append(row)
+        print(f"overhead c={concurrency} {row}", flush=True)
+    counted = [x for x in rounds if not x["warmup"]]
+    ratio = mean_ci95([x["pipeline_vs_sdk"] for x in counted])
+    summary = {f"{side}_requests_per_cpu_s_median": round(statistics.median(
+        x[f"{side}_requests_per_cpu_s"] for x in counted), 1) for side in SIDES}
+    summary |= {"pipeline_vs_sdk": ratio, "goal": OVERHEAD_GOAL, "verdict": verdict(ratio, OVERHEAD_GOAL)}
+    summary |= {k: mean_ci95([x[k] for x in counted]) for k in (
+        "client_vs_sdk", "client_nocache_vs_sdk", "httpx_vs_sdk", "pipeline_extra_us_per_request",
+        "client_extra_us_per_request", "client_nocache_extra_us_per_request")}
+    return {"concurrency": concurrency, "summary": summary, "rounds": rounds}
+
+
+def overhead(args, tmp: Path) -> dict:
+    from synth_tasks.storage import Store
+
+    prov = provenance(MEASURED)
+    server, endpoint = instant_endpoint()
     try:
-        server.stdout.readline()
-        endpoint = EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="instant")
-        cfg = mind.MindConfig(styles=list(mind.Style), concurrency=concurrency, shard_size=100_000,
-                              chunk_tokens=50)
-        layout = RunLayout(Store(f"file://{tmp}/oh{concurrency}"), "bench", "p")
-        # Many small jobs from the sample: 50-token contexts x 7 styles.
-        url, jobs = _jobs(layout, cfg, args.input)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = mind.generate(layout, cfg, 0, url, endpoint, 1)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        assert result["stats"]["kept"] == len(jobs), result["stats"]
-        cpu_b0, wall_b0 = time.process_time(), time.perf_counter()
-        asyncio.run(_bare(endpoint, cfg, jobs))
-        cpu_b, wall_b = time.process_time() - cpu_b0, time.perf_counter() - wall_b0
+        store = Store(f"file://{tmp}/overhead")
+        results = [overhead_rounds(args, store, endpoint, c) for c in args.overhead_concurrency]
     finally:
         server.terminate()
-    return {"requests": len(jobs), "concurrency": concurrency,
-            "pipeline_wall_s": round(wall, 3), "pipeline_cpu_s": round(cpu, 3),
-            "pipeline_requests_per_s": round(len(jobs) / wall, 1),
-            "pipeline_requests_per_cpu_s": round(len(jobs) / cpu, 1),
-            "bare_requests_per_cpu_s": round(len(jobs) / cpu_b, 1),
-            "bare_requests_per_s": round(len(jobs) / wall_b, 1),
-            "goal_requests_per_cpu_s": 500}
+        server.wait()
+    return {"benchmark": "overhead", "provenance": prov,
+            "what": "requests per CPU-second of this process (time.process_time) against bench/instant_server.py; "
+                    "pipeline = MIND generate stage via run_stage (LLMClient, response cache, ledger, shard I/O), "
+                    "client = LLMClient.chat alone (with its response cache), client_nocache = the same without a "
+                    "cache, sdk = bare openai.AsyncOpenAI, "
+                    "httpx = bare httpx.AsyncClient; same requests, same concurrency",
+            "settings": {"input": args.input_label, "chunk_tokens": 50, "styles": "all 7",
+                         "max_chunks": args.overhead_max_chunks, "rounds": args.overhead_rounds, "warmup_rounds": 1},
+            "results": results}
 
 
-def main() -> int:
+# ---------------------------------------------------------------------------------------------
+# 2. generated tokens/s on a real model
+# ---------------------------------------------------------------------------------------------
+def generation(args, tmp: Path) -> dict:
+    from synth_tasks.llm.endpoint import resolve_endpoint
+    from synth_tasks.storage import Store
+
+    mind = _mind()
+    prov = provenance(MEASURED)
+    endpoint = resolve_endpoint()
+    store = Store(f"file://{tmp}/generation")
+    styles = list(mind.Style)
+    rounds = []
+    for r in range(args.rounds + 1):  # round 0 warms the server and both clients up, not counted
+        wanted = args.warmup_requests if r == 0 else args.requests
+        # Shards of block_contexts x 7 styles jobs, each one mapped task of the generate stage; the
+        # sides alternate by shard (ABBA), so a drift of the machine's speed within the round
+        # reaches both alike.
+        cfg = mind.MindConfig(styles=styles, max_chunks=math.ceil(wanted / len(styles)), chunk_tokens=50,
+                              max_tokens=args.max_tokens, concurrency=args.concurrency,
+                              shard_size=args.block_contexts * len(styles), dialogue_format="text", seed=r)
+        layout, shards = prepare(store, f"r{r}", cfg, args.input)
+        n = sum(len(jobs) for _, jobs in shards)
+        assert r == 0 or n >= args.requests, f"the input gives {n} jobs, under --requests"
+        total = {side: {"completion_tokens": 0, "wall_s": 0.0, "cpu_s": 0.0} for side in ("pipeline", "sdk")}
+        for i, (handoff, jobs) in enumerate(shards):
+            sides = {"pipeline": lambda: pipeline_side(layout, handoff, cfg, endpoint),
+                     "sdk": lambda: sdk_side(cfg, jobs, endpoint)}
+            for name in side_order(i, ("pipeline", "sdk")):
+                res = timed(sides[name])
+                for k in total[name]:
+                    total[name][k] += res[k]
+        row = {"round": r, "warmup": r == 0, "requests": n, "blocks": len(shards),
+               "load_avg_1m_after": round(os.getloadavg()[0], 2)}  # other work on this machine
+        for name in ("pipeline", "sdk"):
+            t = total[name]
+            row |= {f"{name}_tokens": t["completion_tokens"], f"{name}_s": round(t["wall_s"], 3),
+                    f"{name}_tok_s": round(t["completion_tokens"] / t["wall_s"], 3),
+                    f"{name}_client_cpu_s": round(t["cpu_s"], 3)}
+        row["ratio"] = round(row["pipeline_tok_s"] / row["sdk_tok_s"], 4)
+        rounds.append(row)
+        print(f"generation {row}", flush=True)
+    counted = [x for x in rounds if not x["warmup"]]
+    ratio = mean_ci95([x["ratio"] for x in counted])
+    pipe_tokens, sdk_tokens = (sum(x[f"{s}_tokens"] for x in counted) for s in ("pipeline", "sdk"))
+    summary = {"pipeline_tok_s": round(pipe_tokens / sum(x["pipeline_s"] for x in counted), 3),
+               "sdk_tok_s": round(sdk_tokens / sum(x["sdk_s"] for x in counted), 3),
+               "ratio": ratio, "goal": GENERATION_GOAL, "verdict": verdict(ratio, GENERATION_GOAL),
+               "identical_token_counts": all(x["pipeline_tokens"] == x["sdk_tokens"] for x in counted),
+               "requests_per_side": sum(x["requests"] for x in counted)}
+    return {"benchmark": "generation", "provenance": prov,
+            "what": "generated tokens/s (wall clock) of the MIND generate stage vs a bare openai.AsyncOpenAI client, "
+                    "same requests (messages, sampling, seeds) and concurrency, same endpoint",
+            "settings": {"endpoint_model": endpoint.model, "input": args.input_label, "chunk_tokens": 50,
+                         "max_tokens": args.max_tokens, "concurrency": args.concurrency,
+                         "requests_per_side_per_round": args.requests, "rounds": args.rounds,
+                         "warmup_requests": args.warmup_requests,
+                         "jobs_per_block": args.block_contexts * len(styles)},
+            "summary": summary, "rounds": rounds}
+
+
+# ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=3)
-    parser.add_argument("--styles", nargs="+", default=["teacher_student", "two_students"])
-    parser.add_argument("--max-tokens", type=int, default=192)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--part", choices=["overhead", "generation", "all"], default="all")
     parser.add_argument("--overhead-concurrency", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--overhead-rounds", type=int, default=12)
+    parser.add_argument("--overhead-max-chunks", type=int, default=None,
+                        help="overhead: use only N contexts (x 7 styles) per round; default all (406 requests)")
+    parser.add_argument("--requests", type=int, default=60, help="generation: requests per side per round (>= 60)")
+    parser.add_argument("--warmup-requests", type=int, default=14)
+    parser.add_argument("--rounds", type=int, default=6, help="generation: counted rounds")
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--block-contexts", type=int, default=1,
+                        help="generation: contexts (x 7 styles) per shard, the unit the sides alternate by")
+    parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--corpus", action="store_true", help="read ../shared/corpora/math_text/prob140.jsonl")
-    parser.add_argument("--skip-throughput", action="store_true")
-    args = parser.parse_args()
-    args.input = f"file://{ROOT / 'include/sample_data/mind/prob140_sample.jsonl'}"
+    parser.add_argument("--check", action="store_true", help="only say whether the results files are current")
+    args = parser.parse_args(argv)
+
+    if args.check:
+        problems = [p for p in (stale("overhead.json"), stale("generation.json")) if p]
+        print("\n".join(problems) or "bench/results/overhead.json and generation.json describe the code here")
+        return 1 if problems else 0
+
+    args.input, args.input_label = f"file://{SAMPLE}", str(SAMPLE.relative_to(ROOT))
     if args.corpus:
         corpus = ROOT.parent / "shared" / "corpora" / "math_text" / "prob140.jsonl"
         if not corpus.exists():
             print(f"{corpus} is missing; run without --corpus to use the shipped sample", file=sys.stderr)
             return 2
-        args.input = f"file://{corpus}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
+        args.input, args.input_label = f"file://{corpus}", "../shared/corpora/math_text/prob140.jsonl"
+
+    reports: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                              "platform": platform.platform()},
-                  "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        report["overhead"] = [overhead(args, Path(tmp), c) for c in args.overhead_concurrency]
-        print(report["overhead"], flush=True)
-        if not args.skip_throughput:
-            report["throughput"] = throughput(args, Path(tmp))
-    out = RESULTS / "generation.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print(f"written to {out}")
+        if args.part in ("overhead", "all"):
+            reports["overhead.json"] = overhead(args, Path(tmp))
+        if args.part in ("generation", "all"):
+            reports["generation.json"] = generation(args, Path(tmp))
+    for name, report in reports.items():
+        out = write_result(name, report)
+        print(f"{name}: {report.get('summary') or [r['summary'] for r in report['results']]}")
+        print(f"written to {shown(out)}")
     return 0
 
 

@@ -13,15 +13,19 @@ Texts: GSM8K train+test questions from ../shared/corpora/gsm8k (8,792) when pres
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, provenance, shown, stale, write_result  # noqa: E402
+
 CORPUS = ROOT.parent / "shared" / "corpora" / "gsm8k"
+# What the numbers depend on: a change to any of these makes quality.json stale (--check).
+MEASURED = ["bench/bench_quality.py", "bench/_common.py", "synth_tasks/methods/instruct/filters.py",
+            "synth_tasks/quality/dedup.py", "synth_tasks/quality/diversity.py"]
 
 
 def load_texts() -> tuple[list[str], str]:
@@ -35,7 +39,7 @@ def load_texts() -> tuple[list[str], str]:
 def bench_novelty(texts: list[str]) -> dict:
     from rouge_score import rouge_scorer
 
-    from synth_tasks.quality.instructions import RougeNovelty, rouge_l
+    from synth_tasks.methods.instruct.filters import RougeNovelty, rouge_l
 
     rng = random.Random(0)
     candidates = rng.sample(texts, 100)
@@ -102,14 +106,20 @@ def bench_diversity(texts: list[str]) -> dict:
             "topic_entropy_after_balanced_500": after["topic_entropy"]["normalized"]}
 
 
-def main() -> None:
+def main() -> int:
+    if "--check" in sys.argv[1:]:
+        problem = stale("quality.json")
+        print(problem or "bench/results/quality.json describes the code here")
+        return 1 if problem else 0
+    prov = provenance(MEASURED)
     texts, source = load_texts()
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "texts": source,
+    result = {"benchmark": "quality", "provenance": prov, "texts": source,
               "novelty": bench_novelty(texts), "dedup": bench_dedup(texts), "diversity": bench_diversity(texts)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result("quality.json", result)
     print(json.dumps(result, indent=2))
+    print(f"written to {shown(out)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
