@@ -85,14 +85,10 @@ def params_from_config(model: type[StrictModel]) -> dict:
     return params
 
 
+@contextmanager
 def no_retry_for(*errors: type[BaseException]):
     """Turn errors that a retry cannot fix (bad config, unusable input) into a failure without
     retries, keeping the message that names the field, file or row."""
-    return _no_retry(errors)
-
-
-@contextmanager
-def _no_retry(errors):
     from airflow.sdk.exceptions import AirflowFailException
 
     try:

@@ -227,9 +227,6 @@ class LLMClient:
             result.parsed = response_model.model_validate_json(_json_text(result.text))
             return result
         except ValidationError as first_error:
-            if result.finish_reason == "length":  # cut off at max_tokens: a repair would be cut off too
-                raise LLMError("invalid_structured_output", f"cut off at max_tokens={sampling.max_tokens}: "
-                               f"{_short_errors(first_error)}", raw=result.text) from None
             repair = [*messages, {"role": "assistant", "content": result.text},
                       {"role": "user", "content": (
                           "Your reply was not valid JSON for the required schema. Problems: "
