@@ -7,7 +7,7 @@ One layout for every DAG::
     {root}/{dag_id}/{partition}/_dropped/{stage}/part-{shard:05d}.parquet   (filtered records, for audit)
     {root}/{dag_id}/{partition}/_stats/{stage}/part-{shard:05d}.json      (what the summary adds up)
     {root}/{dag_id}/{partition}/_summary.json
-    {root}/_cache/llm/...                      (LLM responses by content hash, shared by all runs)
+    {root}/_cache/llm/...                      (LLM responses by content hash, shared by all runs: see llm/cache.py)
 
 Writes are atomic: on a local filesystem through a temporary file and a rename, on object stores
 because a PUT only becomes visible once complete. A re-run of a task rewrites its own shard only.
@@ -49,6 +49,11 @@ class Store:
         return f"{self.protocol}://{path}"
 
     def _path(self, url_or_path: str) -> str:
+        # Local URLs this store made are "file://" + an absolute normalised path: slicing them is
+        # what fsspec's _strip_protocol returns, at a tenth of its cost on the per-response path.
+        if self.is_local and url_or_path.startswith("file:///") and "/." not in url_or_path \
+                and not url_or_path.endswith("/"):
+            return url_or_path[7:]
         return self.fs._strip_protocol(url_or_path)
 
     def join(self, *parts: str) -> str:
@@ -63,13 +68,18 @@ class Store:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
             tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
             try:
-                f = open(tmp, "wb")
+                fd = os.open(tmp, flags, 0o644)
             except FileNotFoundError:  # the folder was removed since (delete_tree, another process)
                 os.makedirs(parent, exist_ok=True)
-                f = open(tmp, "wb")
-            with f:
-                f.write(data)
+                fd = os.open(tmp, flags, 0o644)
+            try:  # raw descriptor IO: no buffered file object per write (the response cache's hot path)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
         else:
             self.fs.pipe_file(path, data)

@@ -180,6 +180,8 @@ class LLMClient:
         return self._openai
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         if self._openai is not None:
             await self._openai.close()
             self._openai = None
