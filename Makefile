@@ -13,7 +13,7 @@ export SYNTH_RUN_DIR := $(CURDIR)/.run
 # 512 tokens, a few minutes on 2 cores); RUN_CONF='{}' runs the whole sample.
 RUN_CONF ?= {"max_chunks": 2, "max_tokens": 512}
 
-.PHONY: setup run test llm-up llm-down bench lock clean
+.PHONY: setup system-deps run test test-integration cluster-check llm-up llm-down bench lock clean
 
 # llama-cpp-python has no wheel on PyPI: it is compiled once (~8 min on 2 cores) into .whl/. Not for
 # the build machine's own CPU (GGML_NATIVE): a native build on a CPU with AMX crashed the server here
@@ -61,18 +61,44 @@ llm-down:
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
 	$(PY) -m synth_tasks.cli run-dag mind --conf '$(RUN_CONF)'
 
-test: $(STAMP)
+# Debian packages the tests and cluster-check start as real parts: a browser for the UI test, and the
+# distributed deployment's Postgres and Redis. Installed once (as root, or through sudo).
+SYSTEM_PACKAGES := chromium chromium-driver postgresql redis-server
+system-deps:
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p > /dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian packages: $$missing"; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# Everything: unit tests, DAG end-to-end runs, and the integration tests on real parts (a real
+# scheduler over REST, SeaweedFS, headless Chromium).
+test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+# Only the integration tests on real parts.
+test-integration: $(STAMP) system-deps
+	$(PY) -m pytest -m integration
+
+# The distributed deployment of docker-compose.yaml, started as processes (Postgres, Redis, SeaweedFS,
+# the embedded LLM, Airflow on the CeleryExecutor with two workers): runs MIND and markdown_qa through
+# it and writes build/cluster-check/report.{json,md}. Not part of `make test`.
+cluster-check: $(STAMP) system-deps
+	$(PY) scripts/cluster_check.py
 
 bench: $(STAMP) llm-up
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_quality.py
 
 # Re-resolve requirements.in into requirements.lock in a scratch venv.
-lock:
+lock: $(LLAMA_STAMP)
 	rm -rf /tmp/synth-lock && $(PYTHON) -m venv /tmp/synth-lock
-	/tmp/synth-lock/bin/pip install -q -r requirements.in
+	/tmp/synth-lock/bin/pip install -q --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -r requirements.in
 	/tmp/synth-lock/bin/pip freeze --exclude-editable > requirements.lock
+	# pip freeze names the CPU torch build "+cpu", a local version PyPI does not serve; "==2.13.0"
+	# matches it where it is on disk and the same release elsewhere.
+	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
 
 clean: llm-down
 	rm -rf data .airflow .run
