@@ -29,14 +29,19 @@ def default_args() -> dict:
             "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=30)}
 
 
-def daily_dag_args() -> dict:
+def daily_dag_args(triggered_by: tuple[str, ...] = ()) -> dict:
     """The schedule every DAG shares: daily on data intervals (not trigger times), so the run for
     [day, day+1) starts after the day ends and works on partition {ds} = day, and a backfill of a
-    day redoes exactly that partition; no catch-up; one run at a time; retries on every task."""
+    day redoes exactly that partition; no catch-up; one run at a time; retries on every task.
+    ``triggered_by``: Asset names whose update also starts a run (it writes a partition named after
+    its run id, like a manual run)."""
     import pendulum
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronDataIntervalTimetable
 
-    return {"schedule": CronDataIntervalTimetable("@daily", timezone="UTC"),
+    daily = CronDataIntervalTimetable("@daily", timezone="UTC")
+    if triggered_by:
+        daily = AssetOrTimeSchedule(timetable=daily, assets=AssetAny(*(asset_for(n) for n in triggered_by)))
+    return {"schedule": daily,
             "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"), "catchup": False, "max_active_runs": 1,
             "default_args": default_args()}
 
@@ -256,6 +261,16 @@ def run_export_task(method, upstream, context) -> dict:
     return result
 
 
+def asset_for(name: str):
+    """The Airflow Asset a stage declares (``Stage(asset=name)``), or a method's final output
+    (``Method.final_asset``): named ``name``, URI ``synth://<name>``. Its events carry where the run's copy lies (dag_id, partition, url), so a DAG
+    scheduled on it (``schedule=[asset_for("papers/extracted")]``) can read it from
+    ``triggering_asset_events``."""
+    from airflow.sdk import Asset
+
+    return Asset(name=name, uri=f"synth://{name}", group="synthetic-data")
+
+
 def build_dag(method, doc_md: str):
     """The DAG of a declared method: the daily data-interval schedule, Params from its config, one
     task per stage named after it (mapped over the previous stage's shards where declared), LLM
@@ -266,7 +281,12 @@ def build_dag(method, doc_md: str):
 
     def stage_task(stage):
         def run(upstream=None, **context):
-            return run_stage_task(method, stage.name, upstream, context)
+            result = run_stage_task(method, stage.name, upstream, context)
+            if stage.asset is not None:  # the event says where this run's copy of the asset lies
+                layout = run_layout(method.dag_id, context)
+                context["outlet_events"][asset_for(stage.asset)].extra = {
+                    "dag_id": method.dag_id, "partition": layout.partition, "url": layout.stage_dir(stage.name)}
+            return result
 
         import inspect
 
@@ -274,14 +294,20 @@ def build_dag(method, doc_md: str):
                    "doc_md": inspect.cleandoc(stage.run.__doc__ or "")}
         if stage.llm is not None:
             options["pool"] = settings["pool"]
+        if stage.asset is not None:
+            options["outlets"] = [asset_for(stage.asset)]
         return task(**options)(run)
 
-    @task(task_id="export")
+    @task(task_id="export", outlets=[asset_for(method.final_asset)])
     def export(upstream, **context):
         """Grouped train/validation split of the last stage's records, and the run summary."""
-        return run_export_task(method, upstream, context)
+        result = run_export_task(method, upstream, context)
+        layout = run_layout(method.dag_id, context)  # the event says where this run's final/ lies
+        context["outlet_events"][asset_for(method.final_asset)].extra = {
+            "dag_id": method.dag_id, "partition": layout.partition, "url": layout.final_dir}
+        return result
 
-    @dag(dag_id=method.dag_id, **daily_dag_args(), params=params_from_config(method.config), doc_md=doc_md,
+    @dag(dag_id=method.dag_id, **daily_dag_args(method.triggered_by), params=params_from_config(method.config), doc_md=doc_md,
          tags=["synthetic-data", *method.tags])
     def method_dag():
         upstream = stage_task(method.stages[0])()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from synth_tasks.card import cluster_sizes, write_card
 from synth_tasks.ledger import LEDGER_SCHEMA, LedgerError, StageLedger, summarize_stages
 from synth_tasks.method import EXPORT, Method
 from synth_tasks.split import split_by_group
@@ -64,6 +65,8 @@ def run_export(method: Method, cfg, layout: RunLayout, upstream: list[Handoff], 
     ctx = ExportContext(store, final, cfg, run_info.get("run_timestamp", ""), received)
     if spec.extra_files is not None:
         outputs |= spec.extra_files(ctx, train, validation)
+    if spec.cluster_field is not None:  # the final records' clusters, for the summary and the card's plot
+        ctx.info.setdefault("cluster_sizes", cluster_sizes(train + validation, spec.cluster_field))
 
     ledger = StageLedger(EXPORT, 0)
     for r in received:
@@ -105,6 +108,7 @@ def run_export(method: Method, cfg, layout: RunLayout, upstream: list[Handoff], 
     if problems:
         staged = store.write_json(f"{layout.staging_dir}/_summary.json", summary)
         raise LedgerError(f"records unaccounted for, see {staged} (the published final/ is unchanged): {problems}")
+    outputs |= write_card(store, final, summary, train, validation, export=spec, tags=method.tags)
     published = {url.rsplit("/", 1)[1]: url for url in layout.publish()}
     summary["outputs"] = outputs = {name: published[url.rsplit("/", 1)[1]] for name, url in outputs.items()}
     summary_url = store.write_json(layout.summary, summary)  # last: the run is published

@@ -33,23 +33,36 @@ EXPORT = "export"
 class Stage:
     """One step of a method. ``mapped``: one task per shard of the previous stage's output (else one
     task over all of it, whose output is written in shards again). ``llm``: the config field naming
-    the LLM connection the stage uses (``"llm_conn_id"``, ``"judge_conn_id"``), or None."""
+    the LLM connection the stage uses (``"llm_conn_id"``, ``"judge_conn_id"``), or None.
+    ``asset``: the name of an Airflow Asset the stage's task updates when it succeeds (its output is
+    a dataset other DAGs may be scheduled on, e.g. ``"papers/extracted"``), or None."""
 
     name: str
     run: Callable[..., None]
     mapped: bool = True
     llm: str | None = None
+    asset: str | None = None
 
 
 @dataclass(frozen=True)
 class Export:
     """The final split. ``group_key``: records sharing it land on the same side. ``records``: turns
     the last stage's records into the final ones (default: as they are). ``extra_files(ctx, train,
-    validation) -> {name: url}``: method-specific files beside the standard JSONL and Parquet."""
+    validation) -> {name: url}``: method-specific files beside the standard JSONL and Parquet.
+
+    For the dataset card (``synth_tasks.card``): ``license`` of the method's inputs (Hub licence
+    ids; several for a dual licence), ``input_source`` (what the default input is), the Hub
+    ``task_categories``, ``text_field`` (whose length the card plots; default: the field holding
+    the most text) and ``cluster_field`` (records carrying a cluster label get a cluster-size plot)."""
 
     group_key: str
     records: Callable[[list[dict]], list[dict]] | None = None
     extra_files: Callable[..., dict[str, str]] | None = None
+    license: str | tuple[str, ...] = "other"
+    input_source: str = ""
+    task_categories: tuple[str, ...] = ("text-generation",)
+    text_field: str | None = None
+    cluster_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,9 @@ class Method:
     export: Export
     input_files: tuple[str, ...] = ("*.jsonl", "*.parquet")  # what a folder given as input_path holds
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Assets (``Stage.asset`` names, or ``"<dag_id>/final"``, which every export updates) whose update
+    # also starts a run, besides the daily schedule: the method consumes another DAG's output.
+    triggered_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
@@ -74,8 +90,17 @@ class Method:
                 problems.append(f"stage {s.name!r}: llm={s.llm!r} is not a field of {self.config.__name__}")
             elif s.llm is not None and not llm_params:
                 problems.append(f"stage {s.name!r} calls an LLM but {self.config.__name__} is no LLMParams")
+        own = {self.final_asset} | {s.asset for s in self.stages if s.asset is not None}
+        if own & set(self.triggered_by):
+            problems.append(f"triggered_by names the method's own Assets (each run would start the next): {sorted(own & set(self.triggered_by))}")
         if problems:
             raise ValueError(f"method {self.dag_id!r}: " + "; ".join(problems))
+
+    @property
+    def final_asset(self) -> str:
+        """The Asset the export task updates when a run publishes its final/ (other DAGs'
+        ``triggered_by`` may name it)."""
+        return f"{self.dag_id}/final"
 
     @property
     def stage_order(self) -> list[str]:
@@ -95,6 +120,10 @@ REGISTRY: dict[str, str] = {
     "mind": "synth_tasks.methods.mind",
     "markdown_qa": "synth_tasks.methods.markdown_qa",
     "instruct": "synth_tasks.methods.instruct",
+    "curriculum": "synth_tasks.methods.curriculum",
+    "data_selection": "synth_tasks.methods.data_selection",
+    "personas": "synth_tasks.methods.personas",
+    "papers": "synth_tasks.methods.papers",
 }
 
 

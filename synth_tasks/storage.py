@@ -103,11 +103,16 @@ class Store:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
-    def list_files(self, url: str) -> list[str]:
-        """The URLs of the files directly in folder ``url`` (none if it does not exist)."""
+    def list_files(self, url: str, recursive: bool = False) -> list[str]:
+        """The URLs of the files in folder ``url`` (none if it does not exist): directly in it, or
+        with ``recursive`` in its subfolders too."""
         path = self._path(url)
         if not self.fs.exists(path):
             return []
+        if recursive:
+            # type: find on a folder left empty can answer the folder itself (SeaweedFS keeps it)
+            return sorted(self.url(p) for p, info in self.fs.find(path, detail=True).items()
+                          if info.get("type") == "file" and "/.tmp-" not in p)
         return sorted(self.url(p) for p in self.fs.ls(path, detail=False) if self.fs.isfile(p))
 
     # -- formats --------------------------------------------------------------------------------
@@ -184,16 +189,26 @@ class RunLayout:
 
     def publish(self) -> list[str]:
         """Replace the published final/ by the staged one, file by file (each write is atomic), then
-        remove published files the new run did not write. Returns the published URLs."""
-        staged = self.store.list_files(self.staging_dir)
-        published = []
-        for url in staged:
-            name = url.rsplit("/", 1)[1]
+        remove published files the new run did not write. Subfolders count (a curriculum's ordered
+        shards, final/stage-01-.../part-*.parquet). Returns the published URLs."""
+        def relative(url: str, folder: str) -> str:
+            return self.store._path(url)[len(self.store._path(folder).rstrip("/")) + 1:]
+
+        published, names = [], set()
+        for url in self.store.list_files(self.staging_dir, recursive=True):
+            name = relative(url, self.staging_dir)
+            names.add(name)
             published.append(self.store.write_bytes(f"{self.final_dir}/{name}", self.store.read_bytes(url)))
-        names = {u.rsplit("/", 1)[1] for u in published}
-        for url in self.store.list_files(self.final_dir):
-            if url.rsplit("/", 1)[1] not in names:
-                self.store.delete_tree(url, inside=self.final_dir)
+        live = {"/".join(n.split("/")[:k]) for n in names for k in range(1, n.count("/") + 1)}  # folders kept
+        for url in self.store.list_files(self.final_dir, recursive=True):
+            name = relative(url, self.final_dir)
+            if name in names:
+                continue
+            # a stale file goes with its outermost folder that no longer holds a published file, so
+            # a re-run with fewer stages leaves no empty stage folder behind
+            parts = name.split("/")
+            gone = next(("/".join(parts[:k]) for k in range(1, len(parts)) if "/".join(parts[:k]) not in live), name)
+            self.store.delete_tree(f"{self.final_dir}/{gone}", inside=self.final_dir)
         self.store.delete_tree(f"{self.base}/_staging", inside=self.base)
         return published
 

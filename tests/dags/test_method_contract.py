@@ -52,6 +52,15 @@ def test_the_fixture_method_runs_end_to_end_from_its_declaration(uppercase_dag):
     assert [r["text"] for r in train] == ["HELLO WORLD", "SYNTHETIC DATA, MADE PLAIN"]
     dropped = store.read_parquet(f"{base}/_dropped/shout/part-00000.parquet")
     assert dropped == [{"id": "b", "reason": "too_short: 2 < 3 characters", "text": "hi"}]
+    # the export's Asset event says where this run's final/ lies, for DAGs triggered by it
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
+            AssetModel.uri == "synth://uppercase/final", AssetEvent.source_run_id == dag_run.run_id).all()
+        assert [e.extra for e in events] == [{"dag_id": "uppercase", "partition": base.rsplit("/", 1)[1],
+                                              "url": f"{base}/final"}]
 
 
 @pytest.mark.parametrize("dag_id", sorted(REGISTRY))
@@ -86,11 +95,43 @@ def test_the_trigger_form_has_titles_and_sections_method_first(dags, dag_id):
         if schema["section"] not in sections:
             sections.append(schema["section"])
     assert sections == sorted(sections, key=SECTIONS.index), "grouped, in SECTIONS order"
-    assert sections[-1] == "Scheduling" and sections.index("Input") < sections.index("LLM endpoint")
+    assert sections[-1] == "Scheduling" and sections[0] == "Input"  # methods without an LLM have no endpoint section
     for name in params:
         schema = params.get_param(name).schema
         if schema.get("type") == "array" and "enum" in schema.get("items", {}):
             assert schema["examples"] == schema["items"]["enum"], f"{name} is a multi-select"
+
+
+@pytest.mark.parametrize("dag_id", sorted(REGISTRY))
+def test_each_export_updates_its_dags_final_asset(dags, dag_id):
+    from synth_tasks.airflow_glue import asset_for
+
+    assert dags[dag_id].get_task("export").outlets == [asset_for(f"{dag_id}/final")]
+
+
+def test_a_method_triggered_by_assets_runs_daily_and_on_their_updates(dags):
+    from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
+
+    from synth_tasks.airflow_glue import asset_for
+
+    method = load_method("data_selection")
+    assert method.triggered_by == ("instruct/final",)
+    timetable = dags["data_selection"].timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert isinstance(timetable.timetable, CronDataIntervalTimetable)
+    assert timetable.asset_condition.objects == (asset_for("instruct/final"),)
+    # the others only daily
+    assert isinstance(dags["mind"].timetable, CronDataIntervalTimetable)
+
+
+def test_a_method_cannot_be_triggered_by_its_own_assets():
+    from dataclasses import replace
+
+    method = load_method("papers")
+    with pytest.raises(ValueError, match="own Assets"):
+        replace(method, triggered_by=("papers/extracted",))
+    with pytest.raises(ValueError, match="own Assets"):
+        replace(method, triggered_by=("papers/final",))
 
 
 def test_mind_styles_are_a_multi_select(dags):

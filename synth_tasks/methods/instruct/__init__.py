@@ -53,7 +53,10 @@ METHOD = Method(
         Stage("screen", screen, llm="judge_conn_id"),  # calls it only with llm_safety
         Stage("select", select, mapped=False),
     ),
-    export=Export(group_key="root_id", records=sft_records, extra_files=preference_files),
+    export=Export(group_key="root_id", records=sft_records, extra_files=preference_files, text_field="response",
+                  cluster_field="cluster", license="cc0-1.0", task_categories=("text-generation",),
+                  input_source="the shipped seed instructions, written for this project and released "
+                  "as CC0 (include/sample_data/instruct/seeds.yaml)."),
     tags=("instruct", "fine-tuning", "preference"),
 )
 

@@ -376,6 +376,9 @@ METHOD = Method(
         Stage("dedup", dedup, mapped=False),
         Stage("render", render_pairs),
     ),
-    export=Export(group_key="source_file", extra_files=write_conversations),
+    export=Export(group_key="source_file", extra_files=write_conversations, text_field="messages",
+                  license=("mit", "apache-2.0"), task_categories=("question-answering", "text-generation"),
+                  input_source="the shipped sample, three chapters of *The Rust Programming Language*, MIT / "
+                  "Apache-2.0 (include/sample_data/markdown_qa/ATTRIBUTION.md)."),
     tags=("qa", "fine-tuning"),
 )

@@ -265,6 +265,9 @@ METHOD = Method(
         Stage("generate", generate, llm="llm_conn_id"),
         Stage("filter", filter_conversations),
     ),
-    export=Export(group_key="source_id"),
+    export=Export(group_key="source_id", text_field="text", license="cc-by-nc-nd-4.0",
+                  task_categories=("text-generation",),
+                  input_source="the shipped sample, four sections of *Probability for Data Science* (Prob 140, "
+                  "Adhikari and Pitman), CC BY-NC-ND 4.0 (include/sample_data/mind/ATTRIBUTION.md)."),
     tags=("math", "pretraining"),
 )
