@@ -77,3 +77,13 @@ def airflow_db():
 
     db.resetdb()
     yield
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the session; tests take a bucket of their own
+    from it (``s3_server.new_bucket(...)``) so they never see each other's objects."""
+    from tests.s3_server import SeaweedS3
+
+    with SeaweedS3() as server:
+        yield server
