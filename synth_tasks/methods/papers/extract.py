@@ -1,0 +1,1065 @@
+"""Research-paper PDF -> blocks in reading order, each with its page (1-based) and bounding box.
+
+No model: pdfplumber (MIT) gives every character with its position, font and size, and finds ruled
+tables; the layout is recovered from those positions:
+
+1. characters -> words -> line fragments (a row of words is cut where the gap is wider than a column
+   gutter could be, so the two columns of a page never share a line);
+2. running headers and footers (a line in the top or bottom band that repeats on 30 % of the pages,
+   digits ignored) and page numbers are removed; tables (pdfplumber's ruled tables, and tables set
+   without rules next to a "Table N:" caption) and figure regions (clusters of images and vector
+   graphics, with the short labels around them) are taken out of the text flow;
+3. per page, a gutter is looked for near the middle (an x that no line crosses while lines sit side
+   by side on both sides of it); lines that cross it span the page; reading order is then, band by
+   band between spanning items, the left column top to bottom, then the right column;
+4. lines -> paragraphs (a new one on a wider gap, a font change, an indent, a short last line, a
+   display equation), with line-end hyphens repaired (kept where the document writes the word with
+   a hyphen elsewhere);
+5. paragraphs -> kinds: headings (size, weight, numbering; levels from the numbering, else from the
+   size), figure captions (with the figure's region), table captions (attached to their table),
+   display equations, references (everything under a References heading, split into entries),
+   paragraphs. The title is the largest text near the top of page 1; the abstract is the text under
+   an "Abstract" heading (or a paragraph that starts with "Abstract").
+
+Bad files raise ``BadPDF`` with a "kind: file: detail" message: ``not_a_pdf``, ``truncated``,
+``encrypted``, ``no_pages``, ``no_text_layer``, ``unreadable_pdf``.
+
+pdfplumber and pypdfium2 are imported inside the functions: the DAG file imports this package when
+Airflow parses it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+
+BAND = 0.12  # top and bottom share of the page where running headers, footers and page numbers live
+WORD_GAP_RATIO = 0.15  # chars further apart than this share of their size start a new word
+FRAGMENT_GAP_EM = 1.2  # words further apart than this many ems are in different columns (or table cells)
+EQ_NUMBER_REACH = 0.3  # an equation number "(3)" this share of the page width from its equation still joins it
+_MONO_FONTS = ("courier", "mono", "cmtt", "consol", "typewriter")
+MATH_CHARS = set("=≤≥≠≈∑∏∫√±×÷∈∉⊂⊆∀∃→←↔∞∂∇αβγδεθλμπσφωΣΠΔΩ")
+
+_CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)\s*[:.|]", re.IGNORECASE)
+_NUMBERED = re.compile(r"^(?P<num>(?:\d+\.)*\d+|[IVX]+\.|[A-Z]\.(?:\d+\.?)*)\s+(?P<title>\S.*)$")
+_SECTION_NUMBER = re.compile(r"(\d{1,2}(\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.|[A-Z]\.)")
+_PAGE_NUMBER = re.compile(r"^(page\s*)?(\d{1,4}|[ivxlc]{1,6})(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"^(•|◦|▪|–|\*|\(cid:15\)|\(\d{1,2}\)|\d{1,2}[.)]|[a-z][.)]|\([a-z]\))\s")
+_REF_START = re.compile(r"^(\[[\w.+-]{1,20}\]|\d{1,3}\.\s)")
+_REFERENCES = re.compile(r"^((\d+|[IVX]+)\.?\s+)?(references|bibliography|works cited|literature cited)$",
+                         re.IGNORECASE)
+_KNOWN_SECTION = re.compile(r"^(abstract|introduction|background|related work|conclusions?|references|"
+                            r"acknowledge?ments?|keywords|bibliography|appendix)\b", re.IGNORECASE)
+_ABSTRACT = re.compile(r"^abstract\b[\s.:—-]*", re.IGNORECASE)
+_EQ_NUMBER = re.compile(r"\(\s*\d{1,3}[a-z]?\s*\)$")
+
+
+class BadPDF(ValueError):
+    """A PDF this method cannot read; ``kind`` is the ledger's error kind, the message names the file."""
+
+    def __init__(self, kind: str, name: str, detail: str):
+        super().__init__(f"{kind}: {name}: {detail}")
+        self.kind = kind
+
+
+@dataclass
+class Line:
+    page: int
+    x0: float
+    top: float
+    x1: float
+    bottom: float
+    text: str
+    size: float
+    bold: bool
+    mono: bool = False  # a typewriter font: code
+    col: str = "S"  # L(eft), R(ight) or S(panning / single column)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return (self.x0, self.top, self.x1, self.bottom)
+
+
+@dataclass
+class Region:
+    """A table or a figure's graphics: kept out of the text flow, placed in reading order."""
+
+    kind: str  # "table" | "figure"
+    page: int
+    x0: float
+    top: float
+    x1: float
+    bottom: float
+    cells: list[list[str]] | None = None
+    col: str = "S"
+    used: bool = False
+    lines: list[Line] = field(default_factory=list)  # a figure's text (labels), out of the flow
+    caption: str | None = None  # a table's, once attached
+    label: str | None = None
+    caption_bbox: tuple[float, float, float, float] | None = None
+    section_path: list[str] = field(default_factory=list)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return (self.x0, self.top, self.x1, self.bottom)
+
+
+@dataclass
+class Paragraph:
+    lines: list[Line]
+    kind: str = "paragraph"
+    text: str = ""
+    level: int | None = None
+    label: str | None = None
+    region: Region | None = None  # a caption's figure or table
+    section_path: list[str] = field(default_factory=list)
+
+    @property
+    def page(self) -> int:
+        return self.lines[0].page
+
+    @property
+    def size(self) -> float:
+        return statistics.median(line.size for line in self.lines)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        return (min(l.x0 for l in self.lines), min(l.top for l in self.lines),
+                max(l.x1 for l in self.lines), max(l.bottom for l in self.lines))
+
+
+@dataclass
+class PageLayout:
+    number: int
+    width: float
+    height: float
+    lines: list[Line]
+    regions: list[Region]
+    has_text: bool
+    gutter: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# opening the file
+# ---------------------------------------------------------------------------------------------
+def open_pdf(data: bytes, name: str):
+    """The pdfplumber document; BadPDF for a file that is no PDF, cut off, locked or without pages."""
+    import pdfplumber
+    from pdfminer.pdfdocument import PDFPasswordIncorrect
+    from pdfplumber.utils.exceptions import PdfminerException
+
+    if b"%PDF-" not in data[:1024]:
+        raise BadPDF("not_a_pdf", name, f"no %PDF- header in its first bytes ({data[:16]!r})")
+    if b"%%EOF" not in data[-2048:]:
+        raise BadPDF("truncated", name, f"no %%EOF marker at the end of its {len(data)} bytes: the file is cut off")
+    try:
+        pdf = pdfplumber.open(io.BytesIO(data))
+        n_pages = len(pdf.pages)
+    except PdfminerException as exc:
+        cause = exc.args[0] if exc.args else exc.__cause__
+        if isinstance(cause, PDFPasswordIncorrect):
+            raise BadPDF("encrypted", name, "it needs a password to open") from None
+        raise BadPDF("unreadable_pdf", name, f"{type(cause).__name__}: {cause}") from None
+    except Exception as exc:  # noqa: BLE001 - pdfminer raises many kinds on broken files
+        raise BadPDF("unreadable_pdf", name, f"{type(exc).__name__}: {exc}") from None
+    if n_pages == 0:
+        pdf.close()
+        raise BadPDF("no_pages", name, "the document has zero pages")
+    return pdf
+
+
+# ---------------------------------------------------------------------------------------------
+# characters -> words -> line fragments
+# ---------------------------------------------------------------------------------------------
+def _repaired_chars(chars: list[dict]) -> list[dict]:
+    """Characters of Type 3 fonts drawn through a flipped matrix come out as not upright with a
+    size near 0 (the PageRank paper): upright they are, and their size is estimated from their
+    advance (about half an em for lowercase letters), so words and lines form."""
+    bogus = [c for c in chars if c["size"] < 2]
+    if not bogus:
+        return chars
+    widths = [c["x1"] - c["x0"] for c in bogus if c["text"].isalpha() and c["text"].islower()]
+    size = (statistics.median(widths) / 0.5) if widths else 10.0
+    fixed = []
+    for c in chars:
+        if c["size"] < 2:
+            m = c.get("matrix") or (1, 0, 0, 1, 0, 0)
+            c = dict(c, size=size, top=c["bottom"] - size, upright=c["upright"] or (m[1] == 0 and m[2] == 0))
+        fixed.append(c)
+    return fixed
+
+
+def _deduped(chars: list[dict]) -> list[dict]:
+    """Characters drawn twice at the same place (fake bold) once. pdfplumber's own dedupe_chars
+    sorts per character and took 60 % of the extraction time on a 16-page paper."""
+    seen: set[tuple] = set()
+    out = []
+    for c in chars:
+        key = (c["text"], round(c["x0"] * 2), round(c["top"] * 2))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def _words(chars: list[dict]) -> list[dict]:
+    from pdfplumber.utils.text import WordExtractor
+
+    extractor = WordExtractor(x_tolerance_ratio=WORD_GAP_RATIO, y_tolerance=3, extra_attrs=["size"],
+                              keep_blank_chars=False)
+    words = []
+    for word, word_chars in extractor.iter_extract_tuples(chars):
+        if not word["upright"]:
+            continue  # rotated text (arXiv side stamps, axis labels) is not part of the flow
+        fonts = [c["fontname"].lower() for c in word_chars]
+        word["bold_chars"] = sum("bold" in f or "black" in f for f in fonts)
+        word["mono_chars"] = sum(any(m in f for m in _MONO_FONTS) for f in fonts)
+        word["n_chars"] = len(word_chars)
+        words.append(word)
+    return words
+
+
+def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
+    """Rows of words (same baseline), cut where two words are further apart than a gutter."""
+    rows: list[list[dict]] = []
+    for w in sorted(words, key=lambda w: (w["bottom"], w["x0"])):
+        if rows and abs(rows[-1][-1]["bottom"] - w["bottom"]) <= max(1.5, 0.25 * w["size"]):
+            rows[-1].append(w)
+        else:
+            rows.append([w])
+    rows = _fold_scripts(rows)
+    lines = []
+    for row in rows:
+        row.sort(key=lambda w: w["x0"])
+        pieces: list[list[dict]] = [[row[0]]]
+        for i, (prev, w) in enumerate(zip(row, row[1:]), start=1):
+            gap = w["x0"] - prev["x1"]
+            after = row[i + 1]["x0"] - w["x1"] if i + 1 < len(row) else float("inf")
+            isolated = after > FRAGMENT_GAP_EM * w["size"]  # "(3)" alone, not "(3) Each worker ..."
+            if gap > FRAGMENT_GAP_EM * max(w["size"], prev["size"]) and not (
+                    _EQ_NUMBER.fullmatch(w["text"]) and isolated and gap < EQ_NUMBER_REACH * page_width) and not (
+                    len(pieces) == 1 and len(pieces[0]) == 1 and _SECTION_NUMBER.fullmatch(prev["text"])
+                    and gap < 4 * prev["size"]):
+                # another column; but an equation's number at its column's edge stays with its
+                # equation, and a section number set apart ("2.   Transactions") with its heading
+                pieces.append([w])
+            else:
+                pieces[-1].append(w)
+        lines += [_line(piece, page) for piece in pieces]
+    return lines
+
+
+def _fold_scripts(rows: list[list[dict]]) -> list[list[dict]]:
+    """Superscripts and subscripts ("10^10", footnote marks) sit off the baseline in a smaller size:
+    they join the row of larger text whose height holds them instead of making a line of their own."""
+    def size(row):
+        return statistics.median(w["size"] for w in row)
+
+    out: list[list[dict]] = []
+    for row in rows:
+        center = statistics.median((w["top"] + w["bottom"]) / 2 for w in row)
+        host = next((r for r in (out[-1:] + out[-2:-1]) if size(row) < 0.85 * size(r)
+                     and min(w["top"] for w in r) <= center <= max(w["bottom"] for w in r)), None)
+        if host is not None and len(row) <= 3:
+            host.extend(row)
+        else:
+            out.append(row)
+    return out
+
+
+def _line(words: list[dict], page: int) -> Line:
+    n = sum(w["n_chars"] for w in words)
+    return Line(page=page, x0=min(w["x0"] for w in words), top=min(w["top"] for w in words),
+                x1=max(w["x1"] for w in words), bottom=max(w["bottom"] for w in words),
+                text=" ".join(w["text"] for w in words),
+                size=statistics.median(w["size"] for w in words),
+                bold=sum(w["bold_chars"] for w in words) >= 0.8 * n,
+                mono=sum(w["mono_chars"] for w in words) >= 0.8 * n)
+
+
+def _inside(box, region, pad: float = 1.0) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return region[0] - pad <= cx <= region[2] + pad and region[1] - pad <= cy <= region[3] + pad
+
+
+def _overlap(a, b, pad: float = 0.0) -> bool:
+    return a[0] - pad < b[2] and b[0] - pad < a[2] and a[1] - pad < b[3] and b[1] - pad < a[3]
+
+
+# ---------------------------------------------------------------------------------------------
+# tables and figure regions
+# ---------------------------------------------------------------------------------------------
+def _tables(page, number: int, words: list[dict]) -> list[Region]:
+    """pdfplumber's ruled tables; each cell's text is made of this module's words (its own
+    extraction joins words that are set close together)."""
+    regions = []
+    for table in page.find_tables():
+        rows = []
+        for row in table.rows:
+            cells: list[list[str]] = []  # each cell's text lines
+            for cell in row.cells:
+                inside = [] if cell is None else [w for w in words if _inside((w["x0"], w["top"], w["x1"], w["bottom"]), cell, pad=0)]
+                lines: dict[int, list[dict]] = {}
+                for w in sorted(inside, key=lambda w: (w["bottom"], w["x0"])):
+                    key = next((k for k in lines if abs(k - w["bottom"]) <= 2), round(w["bottom"]))
+                    lines.setdefault(key, []).append(w)
+                cells.append([" ".join(w["text"] for w in sorted(ws, key=lambda w: w["x0"]))
+                              for _, ws in sorted(lines.items())])
+            counts = {len(c) for c in cells if c}
+            if len(counts) == 1 and (k := counts.pop()) > 1 and sum(bool(c) for c in cells) > 1:
+                # rows without their own rules: every cell holds the same number of lines
+                rows += [[c[i] if c else "" for c in cells] for i in range(k)]
+            else:
+                rows.append([" ".join(c) for c in cells])
+        rows = [r for r in rows if any(r)]
+        if len(rows) < 2 or max(len(r) for r in rows) < 2 or len(rows) * max(len(r) for r in rows) <= 4:
+            continue  # a box around text, or the boxes of a diagram: not a grid
+        x0, top, x1, bottom = table.bbox
+        regions.append(Region("table", number, x0, top, x1, bottom, cells=rows))
+    return regions
+
+
+def _figure_regions(page, number: int, tables: list[Region], words: list[dict]) -> list[Region]:
+    """Clusters of images and vector graphics big enough to be a figure, outside tables; a cluster
+    holding a lot of text is a framed text box and stays in the flow."""
+    area = page.width * page.height
+    boxes = []
+    for obj in (*page.images, *page.rects, *page.curves, *page.lines):
+        box = (max(obj["x0"], 0), max(obj["top"], 0), min(obj["x1"], page.width), min(obj["bottom"], page.height))
+        if (box[2] - box[0]) * (box[3] - box[1]) > 0.8 * area:
+            continue  # a page background
+        if any(_overlap(box, t.bbox, pad=2) for t in tables):
+            continue
+        boxes.append(list(box))
+    merged = True
+    while merged:  # merge boxes closer than 8 pt until none are
+        merged = False
+        out: list[list[float]] = []
+        for box in boxes:
+            for other in out:
+                if _overlap(box, other, pad=8):
+                    other[:] = [min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])]
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        boxes = out
+    rows: dict[int, list[dict]] = {}
+    for w in words:
+        rows.setdefault(round(w["bottom"]), []).append(w)
+    captions = [(min(w["top"] for w in row), max(w["bottom"] for w in row)) for row in rows.values()
+                if _CAPTION.match(" ".join(w["text"] for w in sorted(row, key=lambda w: w["x0"])))]
+    regions = []
+    for box in boxes:
+        for cap_top, cap_bottom in captions:  # a frame drawn around a figure and its caption
+            if box[1] < cap_top < box[3] and box[0] < box[2]:
+                if cap_top - box[1] > box[3] - cap_bottom:
+                    box[3] = cap_top - 1
+                else:
+                    box[1] = cap_bottom + 1
+        if box[2] - box[0] < 30 or box[3] - box[1] < 15:
+            continue  # rules, underlines, bullets
+        inside = [w for w in words if _inside((w["x0"], w["top"], w["x1"], w["bottom"]), box)]
+        in_rows = Counter(round(w["bottom"]) for w in inside)
+        prose = sum(n for n in in_rows.values() if n >= 8)
+        if len(inside) > 30 and prose > 0.5 * len(inside):
+            continue  # a framed box of prose (an algorithm, a sidebar): it stays in the text
+        regions.append(Region("figure", number, *box))
+    return regions
+
+
+def _text_tables(page: PageLayout) -> None:
+    """Tables set without rules, found from their caption: the rows next to a "Table N:" line (below
+    it, or above it when the caption is below the table) that hold several cells, up to the first
+    line of prose or a wider gap. Columns come from the rows with the most cells; the rows become a
+    table region, taken out of the text flow."""
+    for cap in [l for l in page.lines if (m := _CAPTION.match(l.text)) and m["kind"].lower() == "table"]:
+        if any(r.kind == "table" and min(abs(r.top - cap.bottom), abs(cap.top - r.bottom)) < 3 * cap.size
+               for r in page.regions):
+            continue  # its ruled table is there
+        framed = [r for r in page.regions if r.kind == "figure" and r.lines and _beside(r, cap)]
+        if framed:  # a table drawn inside a frame or between rules was taken for a figure
+            region = min(framed, key=lambda r: min(abs(r.top - cap.bottom), abs(cap.top - r.bottom)))
+            found = _rows(region.lines)
+            if len(found) >= 2 and sum(len(r) >= 2 for r in found) >= 2:
+                region.kind, region.cells = "table", _grid(found)
+            continue
+        col = _column(cap.bbox, page.gutter)
+        pool = [l for l in page.lines if l is not cap and _column(l.bbox, page.gutter) == col]
+        found = max((_table_rows(pool, cap, up) for up in (True, False)), key=len)
+        if not found:
+            continue
+        taken = {id(f) for row in found for f in row}
+        page.lines = [l for l in page.lines if id(l) not in taken]
+        frags = [f for row in found for f in row]
+        page.regions.append(Region("table", page.number, min(f.x0 for f in frags), min(f.top for f in frags),
+                                   max(f.x1 for f in frags), max(f.bottom for f in frags), cells=_grid(found)))
+
+
+def _beside(region: Region, cap: Line) -> bool:
+    """The region is right above or below the caption line and overlaps it horizontally."""
+    overlap = min(region.x1, cap.x1) - max(region.x0, cap.x0)
+    near = min(abs(region.top - cap.bottom), abs(cap.top - region.bottom)) < 3 * cap.size
+    return near and overlap > 0.3 * min(region.x1 - region.x0, cap.x1 - cap.x0)
+
+
+def _rows(lines: list[Line]) -> list[list[Line]]:
+    rows: list[list[Line]] = []
+    for l in sorted(lines, key=lambda l: l.top):
+        if rows and abs(rows[-1][0].top - l.top) < 0.5 * l.size:
+            rows[-1].append(l)
+        else:
+            rows.append([l])
+    return [sorted(r, key=lambda l: l.x0) for r in rows]
+
+
+def _grid(rows: list[list[Line]]) -> list[list[str]]:
+    """Cells of text-aligned rows: the columns are those of the rows with the most common number of
+    cells; every piece of another row goes to the column it overlaps most."""
+    k = Counter(len(r) for r in rows if len(r) >= 2).most_common(1)[0][0]
+    spans = [[min(r[j].x0 for r in rows if len(r) == k), max(r[j].x1 for r in rows if len(r) == k)]
+             for j in range(k)]
+    grid = []
+    for row in rows:
+        cells = [""] * k
+        for frag in row:
+            j = max(range(k), key=lambda j: min(frag.x1, spans[j][1]) - max(frag.x0, spans[j][0]))
+            cells[j] = f"{cells[j]} {frag.text}".strip()
+        grid.append(cells)
+    return grid
+
+
+def _table_rows(pool: list[Line], cap: Line, up: bool) -> list[list[Line]]:
+    side = [l for l in pool if (l.bottom <= cap.top + 1 if up else l.top >= cap.bottom - 1)]
+    rows = _rows(side)[::-1] if up else _rows(side)
+    taken: list[list[Line]] = []
+    edge = cap.top if up else cap.bottom
+    for row in rows:
+        top, bottom = min(l.top for l in row), max(l.bottom for l in row)
+        gap = edge - bottom if up else top - edge
+        if gap > 2.5 * cap.size or _CAPTION.match(row[0].text):
+            break
+        if len(row) == 1 and (len(row[0].text.split()) >= 7 or row[0].bold or row[0].size > cap.size + 1.5
+                              or _KNOWN_SECTION.match(row[0].text)):
+            break  # prose, or the next heading
+        taken.append(sorted(row, key=lambda l: l.x0))
+        edge = top if up else bottom
+    while taken and len(taken[-1]) == 1:
+        taken.pop()  # one piece past the last row of cells is not the table's
+    if up:
+        taken.reverse()
+    multi = sum(len(r) >= 2 for r in taken)
+    return taken if len(taken) >= 2 and multi >= max(2, (len(taken) + 1) // 2) else []
+
+
+# ---------------------------------------------------------------------------------------------
+# running headers and footers
+# ---------------------------------------------------------------------------------------------
+def _signature(text: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+
+
+def _remove_running_lines(pages: list[PageLayout]) -> int:
+    """Drop lines in the top/bottom band that repeat on other pages (digits ignored; on at least 30 %
+    of the pages, so a table header at the top of two pages stays) and page numbers; returns how
+    many were dropped."""
+    def in_band(line: Line, p: PageLayout) -> bool:
+        return line.bottom < BAND * p.height or line.top > (1 - BAND) * p.height
+
+    seen = Counter()
+    for p in pages:
+        seen.update({_signature(l.text) for l in p.lines if in_band(l, p)})
+    removed = 0
+    repeats = max(2, 0.3 * len(pages))  # odd and even pages may carry different running heads
+    for p in pages:
+        keep = []
+        for line in p.lines:
+            if in_band(line, p) and (seen[_signature(line.text)] >= repeats or _PAGE_NUMBER.match(line.text.strip())):
+                removed += 1
+            else:
+                keep.append(line)
+        p.lines = keep
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# columns and reading order
+# ---------------------------------------------------------------------------------------------
+def _gutter(lines: list[Line], width: float, at: float | None = None) -> float | None:
+    """The x of a two-column page's gutter: near the middle, crossed by at most a quarter of the
+    lines, with lines of prose side by side across it (two pairs; one where ``at``, the gutter of
+    the document's other pages, is given); None for a single-column page."""
+    if len(lines) < 4:
+        return None
+    if at is None:
+        lo, hi = int(0.35 * width), int(0.65 * width)
+        crossing = {x: sum(l.x0 < x < l.x1 for l in lines) for x in range(lo, hi + 1)}
+        least = min(crossing.values())
+        runs, run = [], []
+        for x in range(lo, hi + 1):
+            if crossing[x] == least:
+                run.append(x)
+            elif run:
+                runs.append(run)
+                run = []
+        if run:
+            runs.append(run)
+        best = max(runs, key=len)
+        gx = (best[0] + best[-1]) / 2
+    else:
+        gx, least = at, sum(l.x0 < at < l.x1 for l in lines)
+    if least > 0.25 * len(lines):
+        return None
+    left = [l for l in lines if l.x1 <= gx and len(l.text.split()) >= 3]
+    right = [l for l in lines if l.x0 >= gx and len(l.text.split()) >= 3]
+    side_by_side = sum(any(r.top < l.bottom and l.top < r.bottom for r in right) for l in left)
+    return gx if side_by_side >= (1 if at is not None else 2) else None
+
+
+def _column(box, gx: float | None) -> str:
+    if gx is None:
+        return "S"
+    return "L" if box[2] <= gx + 1 else "R" if box[0] >= gx - 1 else "S"
+
+
+def _reading_order(page: PageLayout) -> list[Line | Region]:
+    """Band by band between spanning items: left column top to bottom, then the right column."""
+    items: list[Line | Region] = [*page.lines, *page.regions]
+    for item in items:
+        item.col = _column(item.bbox, page.gutter)
+    if page.gutter is None:
+        return sorted(items, key=lambda i: (i.top, i.x0))
+    spanning = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)
+    columns = [i for i in items if i.col != "S"]
+    ordered: list[Line | Region] = []
+    upper = float("-inf")
+    for stop in [*spanning, None]:
+        limit = stop.top if stop is not None else float("inf")
+        band = [i for i in columns if upper <= i.top < limit]
+        ordered += sorted((i for i in band if i.col == "L"), key=lambda i: (i.top, i.x0))
+        ordered += sorted((i for i in band if i.col == "R"), key=lambda i: (i.top, i.x0))
+        if stop is not None:
+            ordered.append(stop)
+            upper = stop.top
+    return ordered
+
+
+# ---------------------------------------------------------------------------------------------
+# lines -> paragraphs
+# ---------------------------------------------------------------------------------------------
+def _is_equation(line: Line, col_left: float, col_right: float) -> bool:
+    text = line.text
+    mathy = sum(ch in MATH_CHARS for ch in text)
+    if not mathy:
+        return False
+    words = text.split()
+    prose = sum(w.isalpha() and len(w) > 3 for w in words)
+    indented = line.x0 - col_left > 2 * line.size and col_right - line.x1 > 2 * line.size
+    return (bool(_EQ_NUMBER.search(text)) or indented) and prose <= max(1, len(words) // 3)
+
+
+def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragraph | Region]:
+    bounds: dict[str, tuple[float, float]] = {}
+    for col in "LRS":
+        col_lines = [l for l in page.lines if l.col == col]
+        if col_lines:
+            bounds[col] = (min(l.x0 for l in col_lines), max(l.x1 for l in col_lines))
+    out: list[Paragraph | Region] = []
+    current: list[Line] = []
+    prev_eq = False
+
+    def flush():
+        if current:
+            out.append(Paragraph(list(current)))
+            current.clear()
+
+    for item in ordered:
+        if isinstance(item, Region):
+            flush()
+            out.append(item)
+            prev_eq = False
+            continue
+        left, right = bounds[item.col]
+        eq = _is_equation(item, left, right)
+        if current:
+            prev = current[-1]
+            size = max(prev.size, item.size)
+            step = item.top - prev.top
+            # indents and short lines are measured against the paragraph so far (an indented
+            # abstract is narrower than its column)
+            here_left = min(l.x0 for l in (*current, item)) if len(current) > 1 else min(left, item.x0)
+            here_right = max(l.x1 for l in (*current, item))
+            indent = item.x0 - here_left > 0.7 * item.size and prev.x0 - here_left <= 0.7 * item.size
+            if _LIST_ITEM.match(current[0].text) and not _LIST_ITEM.match(item.text):
+                indent = False  # the hanging indent of a list item's next lines
+            starts_item = bool(_LIST_ITEM.match(item.text)) and item.x0 <= here_left + 2 * item.size
+            short_end = prev.x1 < here_right - 2.5 * prev.size and prev.text.rstrip().endswith((".", "!", "?", ":"))
+            if item.mono and prev.mono:  # code: indents and short lines are its shape, not breaks
+                indent = short_end = eq = starts_item = False
+                step = max(step, 0.0) if item.x0 > prev.x0 else step  # a row of code output: one line
+            if (item.col != prev.col or step > 1.45 * size or step < 0 or abs(item.size - prev.size) > 0.6
+                    or item.bold != prev.bold or item.mono != prev.mono or indent or short_end or eq or prev_eq
+                    or starts_item):
+                flush()
+        current.append(item)
+        prev_eq = eq
+    flush()
+    return out
+
+
+def join_lines(lines: list[str], hyphenated: set[str]) -> str:
+    """Lines joined by spaces; a line-end hyphen before a lowercase letter is dropped ("pipe-" +
+    "line"), unless the document writes the word with the hyphen elsewhere ("two-column") or the
+    part before it already holds one ("peer-to-")."""
+    text = ""
+    for line in lines:
+        line = line.strip()
+        if not text:
+            text = line
+            continue
+        m = re.search(r"(\S+)-$", text)
+        if m and line[:1].islower() and m.group(1)[-1:].isalpha():
+            head = m.group(1)
+            tail = re.match(r"[\w'’]+", line)
+            word = f"{head}-{tail.group(0) if tail else ''}".lower().strip(".,;:()[]")
+            if "-" in head or word in hyphenated:
+                text += line
+            else:
+                text = text[:-1] + line
+        else:
+            text += " " + line
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole paper
+# ---------------------------------------------------------------------------------------------
+def layout_pages(pdf) -> list[PageLayout]:
+    pages = []
+    for number, page in enumerate(pdf.pages, start=1):
+        chars = _repaired_chars(_deduped(page.chars))
+        words = _words(chars)
+        tables = _tables(page, number, words)
+        figures = _figure_regions(page, number, tables, words)
+        def within(w, r):
+            return _inside((w["x0"], w["top"], w["x1"], w["bottom"]), r.bbox)
+
+        for r in figures:
+            r.lines = _fragments([w for w in words if within(w, r)], number, float(page.width))
+        flow = [w for w in words if not any(within(w, r) for r in (*tables, *figures))]
+        lines = _absorb_labels(_fragments(flow, number, float(page.width)), figures)
+        pages.append(PageLayout(number, float(page.width), float(page.height), lines,
+                                [*tables, *figures], has_text=bool(chars)))
+    return pages
+
+
+def _absorb_labels(lines: list[Line], figures: list[Region]) -> list[Line]:
+    """Short lines right next to a figure's graphics (tick labels, axis titles, legends) are the
+    figure's, not the text's; the region grows to hold them."""
+    for _ in range(2):
+        keep = []
+        for line in lines:
+            near = next((r for r in figures if _overlap(line.bbox, r.bbox, pad=1.5 * line.size)), None)
+            if near is not None and len(line.text.split()) <= 4 and not _CAPTION.match(line.text):
+                near.lines.append(line)
+                near.x0, near.top = min(near.x0, line.x0), min(near.top, line.top)
+                near.x1, near.bottom = max(near.x1, line.x1), max(near.bottom, line.bottom)
+            else:
+                keep.append(line)
+        lines = keep
+    return lines
+
+
+def _body_size(paragraphs: list[Paragraph]) -> float:
+    sizes = Counter()
+    for p in paragraphs:
+        for line in p.lines:
+            sizes[round(line.size * 2) / 2] += len(line.text)
+    return sizes.most_common(1)[0][0] if sizes else 10.0
+
+
+def _private(ch: str) -> bool:
+    return "\ue000" <= ch <= "\uf8ff"  # glyphs of math fonts without a Unicode mapping
+
+
+def _mathy(p: Paragraph) -> bool:
+    """Display math: symbols with little prose, or a few short tokens (the pieces of a formula
+    typeset in several runs: "z", "k=0 k!")."""
+    words = p.text.split()
+    prose = [w for w in words if w.isalpha() and len(w) >= 4]
+    if any(ch in MATH_CHARS or _private(ch) for ch in p.text):
+        return len(prose) <= max(1, len(words) // 3)
+    return len(words) <= 4 and not prose and not _PAGE_NUMBER.match(p.text) and not p.lines[0].mono
+
+
+def _code_text(lines: list[Line]) -> str:
+    """Code keeps its lines; pieces of one row (columns of program output) share a line."""
+    out = ""
+    for prev, line in zip([None, *lines], lines):
+        sep = "" if prev is None else "  " if abs(line.top - prev.top) < 0.5 * line.size else "\n"
+        out += sep + line.text
+    return out
+
+
+def _classify(items: list[Paragraph | Region], body: float, hyphenated: set[str]) -> list[Paragraph | Region]:
+    """Kinds of the paragraphs; neighbouring pieces of one display formula become one equation."""
+    fonts_known = any(l.bold for p in items if isinstance(p, Paragraph) for l in p.lines)
+    for p in items:
+        if isinstance(p, Paragraph):
+            mono = all(l.mono for l in p.lines)
+            p.text = _code_text(p.lines) if mono else join_lines([l.text for l in p.lines], hyphenated)
+    out: list[Paragraph | Region] = []
+    for p in items:
+        if isinstance(p, Region):
+            out.append(p)
+            continue
+        cap = _CAPTION.match(p.text)
+        if cap:
+            kind = "table" if cap["kind"].lower() == "table" else "figure"
+            p.kind = "table_caption" if kind == "table" else "figure_caption"
+            p.label = f"{'Table' if kind == 'table' else 'Figure'} {cap['num']}"
+        elif _is_heading(p, body, fonts_known):
+            p.kind = "heading"
+        elif _mathy(p) and not all(l.mono for l in p.lines):
+            p.kind = "equation"
+            prev = out[-1] if out else None
+            if (isinstance(prev, Paragraph) and prev.kind == "equation" and prev.page == p.page
+                    and p.bbox[1] - prev.bbox[3] < 1.5 * p.size and prev.bbox[1] - p.bbox[3] < 1.5 * p.size):
+                prev.lines += p.lines  # another piece of the same formula
+                prev.lines.sort(key=lambda l: (round(l.top), l.x0))
+                prev.text = " ".join(l.text for l in prev.lines)
+                continue
+        out.append(p)
+    return out
+
+
+def _is_heading(p: Paragraph, body: float, fonts_known: bool = True) -> bool:
+    text = p.text.strip()
+    words = text.split()
+    if not (1 <= len(words) <= 20 and len(p.lines) <= 3) or any(ch in MATH_CHARS or _private(ch) for ch in text):
+        return False
+    if not any(sum(ch.isalpha() for ch in w) >= 3 for w in words) or text.endswith((".", ",", ";")):
+        return False
+    if len(words) <= 3 and _KNOWN_SECTION.match(text) and len(p.lines) == 1:
+        return True  # "Abstract", "References" on a line of their own, whatever their font
+    if not fonts_known:  # fonts without names or sizes (Type 3): numbered one-line titles only
+        m = _NUMBERED.match(text)
+        return bool(m) and len(p.lines) == 1 and len(words) <= 12 and m["title"][:1].isupper()
+    bold = all(l.bold for l in p.lines)
+    return p.size >= body + 0.9 or (bold and p.size >= body - 0.6)
+
+
+def _heading_levels(headings: list[Paragraph]) -> None:
+    by_size: dict[float, list[int]] = {}
+    for h in headings:
+        m = _NUMBERED.match(h.text)
+        if m and m["num"][0].isdigit():
+            by_size.setdefault(round(h.size), []).append(m["num"].rstrip(".").count(".") + 1)
+    ranked = sorted({round(h.size) for h in headings}, reverse=True)
+    for h in headings:
+        m = _NUMBERED.match(h.text)
+        if m and m["num"][0].isdigit():
+            h.level = m["num"].rstrip(".").count(".") + 1
+        elif _KNOWN_SECTION.match(h.text):
+            h.level = 1
+        elif round(h.size) in by_size:
+            h.level = min(by_size[round(h.size)])
+        else:
+            h.level = ranked.index(round(h.size)) + 1
+
+
+def _attach_captions(paragraphs: list[Paragraph], regions: list[Region]) -> None:
+    """Each caption takes the nearest unused table or figure region of its kind on its page,
+    above it or below it, overlapping it horizontally."""
+    for p in paragraphs:
+        if p.kind not in ("table_caption", "figure_caption"):
+            continue
+        kind = "table" if p.kind == "table_caption" else "figure"
+        x0, top, x1, bottom = p.bbox
+        best, best_d = None, 400.0
+        for r in regions:
+            if r.used or r.kind != kind or r.page != p.page:
+                continue
+            overlap = min(x1, r.x1) - max(x0, r.x0)
+            if overlap < 0.3 * min(x1 - x0, r.x1 - r.x0):
+                continue
+            d = top - r.bottom if r.bottom <= top + 4 else r.top - bottom if r.top >= bottom - 4 else None
+            if d is not None and kind == "figure" and r.top >= bottom - 4:
+                d += 150  # a figure's caption is below it: a figure under the caption only when none is above
+            if d is not None and d < best_d:
+                best, best_d = r, d
+        if best is not None:
+            best.used = True
+            if kind == "figure":  # the panels of one figure side by side: (a), (b), (c)
+                for r in regions:
+                    side_by_side = (r.page == p.page and min(r.bottom, best.bottom) - max(r.top, best.top)
+                                    > 0.5 * min(r.bottom - r.top, best.bottom - best.top))
+                    if (not r.used and r.kind == "figure" and side_by_side
+                            and not _captioned_by_another(r, p, paragraphs)):
+                        r.used = True
+                        best.x0, best.top = min(best.x0, r.x0), min(best.top, r.top)
+                        best.x1, best.bottom = max(best.x1, r.x1), max(best.bottom, r.bottom)
+            p.region = best
+
+
+def _captioned_by_another(region: Region, caption: Paragraph, paragraphs: list[Paragraph]) -> bool:
+    """Another figure caption sits right under (or over) the region: it is that caption's figure."""
+    for q in paragraphs:
+        if q is caption or q.kind != "figure_caption" or q.page != region.page:
+            continue
+        qx0, qtop, qx1, qbottom = q.bbox
+        overlap = min(qx1, region.x1) - max(qx0, region.x0)
+        if overlap > 0.5 * (region.x1 - region.x0) and (0 <= qtop - region.bottom < 60 or 0 <= region.top - qbottom < 60):
+            return True
+    return False
+
+
+def _split_references(p: Paragraph, hyphenated: set[str]) -> list[Paragraph]:
+    """A references paragraph as one entry per "[1] ..." / "1. ..." start (or as it is)."""
+    entries: list[list[Line]] = []
+    for line in p.lines:
+        if _REF_START.match(line.text.strip()) or not entries:
+            entries.append([line])
+        else:
+            entries[-1].append(line)
+    out = []
+    for lines in entries:
+        out.append(Paragraph(lines, kind="reference", text=join_lines([l.text for l in lines], hyphenated)))
+    return out
+
+
+def markdown_table(cells: list[list[str]]) -> str:
+    width = max(len(r) for r in cells)
+    rows = [[c.replace("|", "\\|") for c in r] + [""] * (width - len(r)) for r in cells]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _box(b) -> list[float]:
+    return [round(float(v), 1) for v in b]
+
+
+def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
+    """The paper as a dict: ``paper_id``, ``title``, ``authors``, ``abstract``, ``n_pages``,
+    ``pages_without_text``, ``running_lines_removed`` and ``blocks`` (reading order; each with
+    ``block_id``, ``kind`` heading/paragraph/table/figure_caption/equation/reference, ``level``,
+    ``section_path``, ``page``, ``bbox`` [x0, top, x1, bottom] in PDF points from the top-left,
+    ``text``, ``table_cells``, ``label``, ``figure_bbox``). Raises BadPDF."""
+    pdf = open_pdf(data, name)
+    try:
+        try:
+            pages = layout_pages(pdf)
+            metadata_title = (pdf.metadata or {}).get("Title")
+        except BadPDF:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken content stream fails this file alone
+            raise BadPDF("unreadable_pdf", name, f"{type(exc).__name__}: {exc}") from None
+    finally:
+        pdf.close()
+    without_text = [p.number for p in pages if not p.has_text]
+    if len(without_text) == len(pages):
+        raise BadPDF("no_text_layer", name, f"none of its {len(pages)} page(s) has a text layer (scanned images?); "
+                     "OCR is not part of this method")
+    removed = _remove_running_lines(pages)
+
+    for page in pages:
+        page.gutter = _gutter(page.lines, page.width)
+    found = [p.gutter for p in pages if p.gutter is not None]
+    if found:  # a page with little side-by-side text is tried at the gutter of the document's others
+        usual = statistics.median(found)
+        for page in pages:
+            if page.gutter is None:
+                page.gutter = _gutter(page.lines, page.width, at=usual)
+    items: list[Paragraph | Region] = []
+    for page in pages:
+        _text_tables(page)
+        items += _paragraphs(page, _reading_order(page))
+    paragraphs = [i for i in items if isinstance(i, Paragraph)]
+    regions = [i for i in items if isinstance(i, Region)]
+    hyphenated = {w.lower().strip(".,;:()[]") for p in paragraphs for l in p.lines for w in l.text.split()
+                  if re.fullmatch(r"[A-Za-z]+(-[A-Za-z]+)+[.,;:)]*", w)}
+    body = _body_size(paragraphs)
+    items = _classify(items, body, hyphenated)
+    paragraphs = [i for i in items if isinstance(i, Paragraph)]
+
+    # the title: the largest text in the top 40 % of page 1, clearly above the body size
+    first = [p for p in paragraphs if p.page == 1 and p.bbox[1] < 0.4 * pages[0].height and p.kind != "figure_caption"]
+    title_par = max(first, key=lambda p: p.size, default=None)
+    if title_par is not None and title_par.size >= body + 2 and len(title_par.text.split()) <= 30:
+        title_par.kind, title_par.level = "heading", 0
+    else:
+        title_par = None
+    # Larger lines on page 1 before the first real heading (bold, numbered or a usual section name)
+    # are the front matter (authors, affiliations), not sections.
+    real_seen = False
+    for p in paragraphs:
+        if p.kind != "heading" or p is title_par:
+            continue
+        if all(l.bold for l in p.lines) or _NUMBERED.match(p.text) or _KNOWN_SECTION.match(p.text):
+            real_seen = True
+        elif not real_seen and p.page == 1:
+            p.kind = "paragraph"
+    headings = [p for p in paragraphs if p.kind == "heading" and p is not title_par]
+    _heading_levels(headings)
+    _attach_captions(paragraphs, regions)
+
+    # sections, references, captions folded into their tables
+    blocks: list[Paragraph | Region] = []
+    stack: list[tuple[int, str]] = []
+    in_refs: int | None = None
+    for item in items:
+        if isinstance(item, Region):
+            if item.kind == "table":
+                blocks.append(item)
+                item.section_path = [t for _, t in stack]
+            continue  # figure regions live on in their captions
+        p = item
+        if p is title_par:
+            blocks.append(p)
+            continue
+        if p.kind == "heading":
+            level = p.level or 1
+            if in_refs is not None and level > in_refs:
+                p.kind = "paragraph"  # bold text inside the references is no section
+            else:
+                stack = [(lv, t) for lv, t in stack if lv < level] + [(level, p.text)]
+                in_refs = level if _REFERENCES.match(p.text.strip()) else None
+                p.section_path = [t for _, t in stack]
+                blocks.append(p)
+                continue
+        p.section_path = [t for _, t in stack]
+        if in_refs is not None:
+            for ref in _split_references(p, hyphenated):
+                ref.section_path = p.section_path
+                blocks.append(ref)
+            continue
+        blocks.append(p)
+
+    # a table caption becomes the caption of its table; one without a ruled table stays a block
+    for p in [b for b in blocks if isinstance(b, Paragraph) and b.kind == "table_caption"]:
+        if p.region is not None:
+            p.region.caption, p.region.label, p.region.caption_bbox = p.text, p.label, p.bbox
+            blocks.remove(p)
+        else:
+            p.kind = "table"  # a caption whose table was not found: a table block without cells
+
+    out = []
+    for i, b in enumerate(blocks, start=1):
+        row = {"block_id": f"b{i:04d}", "page": b.page, "section_path": list(b.section_path), "level": None,
+               "label": None, "table_cells": None, "figure_bbox": None}
+        if isinstance(b, Region):
+            caption = b.caption
+            bbox = b.bbox if b.caption_bbox is None else _union(b.bbox, b.caption_bbox)
+            row |= {"kind": "table", "bbox": _box(bbox), "label": b.label,
+                    "text": ((caption + "\n\n") if caption else "") + markdown_table(b.cells),
+                    "table_cells": json.dumps(b.cells, ensure_ascii=False), "caption": caption}
+        else:
+            row |= {"kind": b.kind, "bbox": _box(b.bbox), "text": b.text, "label": b.label, "level": b.level,
+                    "caption": b.text if b.kind in ("figure_caption", "table") and b.label else None}
+            if b.kind == "figure_caption" and b.region is not None:
+                row["figure_bbox"] = _box(b.region.bbox)
+        out.append(row)
+
+    title = title_par.text if title_par is not None else _metadata_title(metadata_title)
+    if title is None:  # no larger type and no usable metadata: the first short line of page 1
+        first_block = next((b for b in out if b["page"] == 1 and b["kind"] == "paragraph"), None)
+        if first_block is not None and len(first_block["text"].split()) <= 15:
+            title = first_block["text"]
+    abstract_blocks = [b for b in out if b["section_path"][:1] == ["Abstract"] and b["kind"] == "paragraph"]
+    if not abstract_blocks:  # "Abstract. We ..." run into its paragraph (or "Abstract" on a line of its own)
+        for b in out:
+            if b["kind"] in ("paragraph", "heading") and b["page"] == 1 and _ABSTRACT.match(b["text"]):
+                if b["kind"] == "heading":
+                    continue
+                b["text_abstract"] = _ABSTRACT.sub("", b["text"], count=1)
+                b["section_path"] = ["Abstract"]
+                abstract_blocks = [b]
+                break
+    abstract = " ".join(b.pop("text_abstract", b["text"]) for b in abstract_blocks) or None
+    for b in out:
+        b.pop("text_abstract", None)
+    first_heading = next((i for i, b in enumerate(out) if b["kind"] == "heading" and b["level"] != 0), len(out))
+    front = [b for b in out[:first_heading] if b["kind"] == "paragraph" and b["page"] == 1
+             and b not in abstract_blocks]
+    authors = " ".join(b["text"] for b in front)[:500] or None
+    for b in front:
+        b["section_path"] = ["Front matter"]
+    return {"paper_id": paper_id, "title": title, "authors": authors, "abstract": abstract, "n_pages": len(pages),
+            "pages_without_text": without_text, "running_lines_removed": removed,
+            "two_column_pages": [p.number for p in pages if p.gutter is not None],
+            "page_sizes": [[p.width, p.height] for p in pages], "blocks": out}
+
+
+def _union(a, b):
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _metadata_title(title) -> str | None:
+    """The PDF's Title entry when it looks like one (not a file name such as "paper.dvi")."""
+    if not isinstance(title, str):
+        return None
+    title = title.strip()
+    return title if len(title.split()) >= 2 and not re.search(r"\.(dvi|docx?|tex|pdf|ps)$", title, re.I) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and markdown
+# ---------------------------------------------------------------------------------------------
+def render_figures(data: bytes, figures: list[dict], dpi: int = 110) -> dict[str, bytes]:
+    """PNG crops of figure regions ({block_id: png}), rendered with pypdfium2. ``figures``: blocks
+    with ``page`` and ``figure_bbox``."""
+    import pypdfium2 as pdfium
+
+    pngs: dict[str, bytes] = {}
+    if not figures:
+        return pngs
+    doc = pdfium.PdfDocument(data)
+    try:
+        for f in figures:
+            page = doc[f["page"] - 1]
+            width, height = page.get_size()
+            x0, top, x1, bottom = f["figure_bbox"]
+            pad = 4
+            crop = (max(0, x0 - pad), max(0, height - bottom - pad), max(0, width - x1 - pad), max(0, top - pad))
+            image = page.render(scale=dpi / 72, crop=crop).to_pil()
+            buf = io.BytesIO()
+            image.save(buf, format="PNG", optimize=True)
+            pngs[f["block_id"]] = buf.getvalue()
+            page.close()
+    finally:
+        doc.close()
+    return pngs
+
+
+def paper_markdown(paper: dict, figure_paths: dict[str, str] | None = None) -> str:
+    """One markdown rendering of the paper: headings, paragraphs, tables, figures with their image,
+    equations in display math, the references as a list; pages noted as HTML comments."""
+    figure_paths = figure_paths or {}
+    out: list[str] = []
+    page = None
+    for b in paper["blocks"]:
+        if b["page"] != page:
+            page = b["page"]
+            out.append(f"<!-- page {page} -->")
+        kind = b["kind"]
+        if kind == "heading":
+            out.append("#" * min(6, (b["level"] or 0) + 1) + " " + b["text"])
+        elif kind == "table":
+            out.append(b["text"])
+        elif kind == "figure_caption":
+            image = figure_paths.get(b["block_id"])
+            out.append((f"![{b['label'] or 'Figure'}]({image})\n\n" if image else "") + f"*{b['text']}*")
+        elif kind == "equation":
+            out.append(f"$$\n{b['text']}\n$$")
+        elif kind == "reference":
+            out.append(f"- {b['text']}")
+        else:
+            out.append(b["text"])
+    if paper.get("title") and not any(b["kind"] == "heading" and b["level"] == 0 for b in paper["blocks"]):
+        out.insert(0, f"# {paper['title']}")
+    return "\n\n".join(out) + "\n"
