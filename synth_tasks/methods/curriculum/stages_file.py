@@ -1,0 +1,113 @@
+"""The stages file (``include/configs/curriculum/stages.yaml``): the curriculum as data. Stages are
+listed in the order a learner meets them; each names its prompts, its difficulty band, its word
+list and how many items to make. A stage's vocabulary is the common list plus every stage's list up
+to and including its own (what a learner at that stage has met)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from synth_tasks.config import StrictModel, parse_config
+
+
+class EvalType(StrEnum):
+    SHORT_ANSWER = "short_answer"
+    MULTIPLE_CHOICE = "multiple_choice"
+
+
+class StageSpec(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str = Field(min_length=1)
+    templates: list[str] = Field(min_length=1)
+    eval_templates: dict[EvalType, str] = Field(min_length=1)
+    grade: tuple[float | None, float | None]
+    max_oov: float | None = Field(None, ge=0.0, le=1.0)
+    vocabulary: str
+    vocabulary_level: str = Field(min_length=1)
+    items: int = Field(ge=0)
+    eval_items: int = Field(0, ge=0)
+    structure: str | None = Field(None, pattern="^(arithmetic|code)$")  # documents which structural measure matters
+
+    @field_validator("vocabulary")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        if path.startswith("/") or "://" in path or ".." in path.split("/"):
+            raise ValueError(f"{path!r}: word lists are named relative to the stages file, inside its folder")
+        return path
+
+    @model_validator(mode="after")
+    def _band(self):
+        lo, hi = self.grade
+        if lo is not None and hi is not None and lo >= hi:
+            raise ValueError(f"grade band [{lo}, {hi}) is empty")
+        return self
+
+
+class StagesFile(StrictModel):
+    common_vocabulary: str | None = None
+    features: list[str] = Field(min_length=1)
+    stages: list[StageSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique: {names}")
+        return self
+
+
+def parse_stages(text: str) -> StagesFile:
+    """The stages file's YAML, validated (ConfigError naming each bad field)."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("the stages file must be a YAML mapping with 'features' and 'stages'")
+    return parse_config(StagesFile, data)  # type: ignore[return-value]
+
+
+def parse_word_list(text: str) -> list[str]:
+    """Words of a list file: whitespace-separated, lower-cased, ``#`` starts a comment."""
+    words: list[str] = []
+    for line in text.splitlines():
+        words += [w.lower() for w in line.split("#", 1)[0].split() if re.fullmatch(r"[A-Za-z'-]+", w)]
+    return list(dict.fromkeys(words))
+
+
+def slug(index: int, spec: StageSpec) -> str:
+    """The stage's folder name in final/: ``stage-01-basic-perception``."""
+    return f"stage-{index + 1:02d}-{spec.name}"
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """The parsed stages with their word lists resolved: ``own_words[i]`` the stage's own list,
+    ``vocabularies[i]`` everything a learner at stage i knows."""
+
+    spec: StagesFile
+    own_words: tuple[tuple[str, ...], ...]
+    vocabularies: tuple[frozenset[str], ...]
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return self.spec.stages
+
+    def index(self, name: str) -> int:
+        return next(i for i, s in enumerate(self.stages) if s.name == name)
+
+
+def build_curriculum(spec: StagesFile, read_text) -> Curriculum:
+    """``read_text(relative path)`` reads a word list beside the stages file."""
+    common = set(parse_word_list(read_text(spec.common_vocabulary))) if spec.common_vocabulary else set()
+    own, vocabularies, known = [], [], set(common)
+    for s in spec.stages:
+        words = parse_word_list(read_text(s.vocabulary))
+        if not words:
+            raise ValueError(f"stage {s.name!r}: word list {s.vocabulary} has no words")
+        own.append(tuple(words))
+        known |= set(words)
+        vocabularies.append(frozenset(known))
+    return Curriculum(spec, tuple(own), tuple(vocabularies))

@@ -1,0 +1,286 @@
+"""The curriculum method's pieces on hand-made inputs with known answers: syllables, readability,
+vocabulary, stage assignment, schedules, the rising check, answerability, scoring, dedup."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth_tasks.methods.curriculum.measures import (flesch_kincaid_grade, lemma_candidates, measure,
+                                                     out_of_vocabulary, sentence_count, syllables, words)
+
+# Hand-counted (dictionary syllabification). The counter is a rule set: two of these it gets wrong,
+# and the test says which, so a change that breaks more fails.
+HAND_COUNTED = {
+    "cat": 1, "the": 1, "apple": 2, "little": 2, "make": 1, "there": 1, "orange": 2, "tree": 1, "blue": 1, "are": 1,
+    "jumped": 1, "played": 1, "wanted": 2, "needed": 2, "makes": 1, "boxes": 2, "horses": 2, "faces": 2, "babies": 2,
+    "times": 1, "yellow": 2, "playing": 2, "going": 2, "being": 2, "happy": 2, "lion": 2, "giant": 2, "usual": 3,
+    "nation": 2, "whale": 1, "smile": 1, "elephant": 3, "beautiful": 3, "butterfly": 3, "banana": 3, "computer": 3,
+    "together": 3, "remember": 3, "family": 3, "animal": 3, "wonderful": 3, "because": 2, "people": 2, "friend": 1,
+    "school": 1, "garden": 2, "rainbow": 2, "circle": 2, "triangle": 3, "square": 1, "purple": 2, "opportunity": 5,
+    "understanding": 4, "imagination": 5, "education": 4, "everyone": 3, "something": 2, "idea": 3, "create": 2,
+    "violin": 3, "radio": 3, "quiet": 2, "science": 2, "piano": 3, "dinosaur": 3, "strawberry": 3, "sometimes": 2,
+    "basket": 2, "kitchen": 2, "rabbit": 2, "ball": 1, "shapes": 1, "colours": 2, "edges": 2, "fire": 1, "hour": 1,
+    "curious": 3, "different": 3, "difficult": 3, "experiment": 4, "gravity": 3, "balance": 2, "heavier": 3,
+    "believed": 2, "surprised": 2, "realized": 3, "excited": 3, "lovely": 2, "careful": 2, "religion": 3, "ages": 2,
+    "field": 1, "happier": 3, "area": 3, "great": 1, "question": 2, "special": 2, "really": 2, "story": 2, "water": 2,
+    "mother": 2, "bigger": 2, "thought": 1, "through": 1, "across": 2,
+}
+KNOWN_MISSES = {"create", "realized"}
+
+
+def test_syllables_match_hand_counts_but_the_known_misses():
+    wrong = {w for w, n in HAND_COUNTED.items() if syllables(w) != n}
+    assert wrong == KNOWN_MISSES
+    assert syllables("create") == 1 and syllables("realized") == 2  # what it says instead
+
+
+def test_readability_of_hand_made_texts_with_hand_computed_grades():
+    # 6 words, 1 sentence, 6 syllables: 0.39*6 + 11.8*1 - 15.59 = -1.45; ease 206.835 - 6.09 - 84.6
+    m = measure("The cat sat on the mat.", set())
+    assert (m.n_words, m.n_sentences) == (6, 1)
+    assert m.fk_grade == pytest.approx(-1.45) and m.reading_ease == pytest.approx(116.145)
+    # 2 sentences, 15 words, 26 syllables, counted by hand word by word:
+    # The(1) happy(2) rabbit(2) jumped(1) over(2) the(1) purple(2) basket(2) / Its(1) family(3) walked(1)
+    # together(3) across(2) the(1) garden(2);  0.39*15/2 + 11.8*26/15 - 15.59 = 7.788
+    text = "The happy rabbit jumped over the purple basket. Its family walked together across the garden."
+    m = measure(text, set())
+    assert (m.n_words, m.n_sentences) == (15, 2) and sum(syllables(w) for w in words(text)) == 26
+    assert m.fk_grade == pytest.approx(7.788, abs=1e-3) and flesch_kincaid_grade(15, 2, 26) == m.fk_grade
+    assert m.reading_ease == pytest.approx(206.835 - 1.015 * 7.5 - 84.6 * 26 / 15)
+    assert sentence_count("It costs 3.5 coins! Yes.") == 2 and sentence_count("no end") == 1
+
+
+def test_vocabulary_share_with_inflections():
+    vocab = {"cat", "run", "happy", "box", "the", "like"}
+    assert out_of_vocabulary(["Cats", "running", "happier", "boxes", "liked", "zebra", "cat's"], vocab) == ["zebra"]
+    assert "run" in lemma_candidates("running") and "happy" in lemma_candidates("happiest")
+    m = measure("The cat likes the zebra.", vocab)
+    assert m.oov_share == pytest.approx(1 / 5)
+
+
+def test_compression_ratio_flags_repetition():
+    varied = measure("Tom found a red ball under the old green chair near the window.", set())
+    looped = measure("the ball the ball the ball the ball the ball the ball the ball the ball the ball", set())
+    assert looped.compression_ratio < 0.3 < varied.compression_ratio
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from synth_tasks.methods.curriculum.stages_file import build_curriculum, parse_stages
+    from synth_tasks.prompts import include_dir
+
+    folder = include_dir() / "configs" / "curriculum"
+    return build_curriculum(parse_stages((folder / "stages.yaml").read_text()), lambda rel: (folder / rel).read_text())
+
+
+def test_shipped_stages_file(shipped):
+    assert [s.name for s in shipped.stages] == ["basic-perception", "object-recognition", "spatial-physics",
+                                                "language-communication", "abstract-reasoning", "social-cognition"]
+    # bands are contiguous and rising, vocabularies grow
+    for a, b in zip(shipped.stages, shipped.stages[1:]):
+        assert a.grade[1] == b.grade[0]
+    assert all(len(a) < len(b) for a, b in zip(shipped.vocabularies, shipped.vocabularies[1:]))
+
+
+def test_stage_assignment_keeps_moves_or_filters_with_the_reason(shipped):
+    from synth_tasks.methods.curriculum import assign_stage
+
+    easy = "Tom has a red ball. The ball is round. It is big and soft. The sun is hot."
+    hard = ("Marianne understood immediately that her mischievous brother had deliberately transferred the "
+            "chocolate elsewhere, although everybody believed otherwise.")
+    assert assign_stage(easy, 0, shipped, reassign=True)[0::2] == (0, None)
+    index, m, problem = assign_stage(hard, 0, shipped, reassign=True)
+    assert (index, problem) == (5, None) and m.fk_grade >= 8
+    index, m, problem = assign_stage(hard, 0, shipped, reassign=False)
+    assert index == 0 and problem == f"too_hard_for_stage: grade {m.fk_grade:.1f} >= 2"
+    index, m, problem = assign_stage(easy, 5, shipped, reassign=False)
+    assert problem == f"too_easy_for_stage: grade {m.fk_grade:.1f} < 8"
+    # words outside the first stage's vocabulary (its band allows 35%)
+    jargon = "Zap the zork. Blip the glim. Frab a snoo."  # grade < 2, 6 of 9 words unknown
+    assert assign_stage(jargon, 0, shipped, reassign=False)[2].startswith("off_vocabulary: ")
+
+
+def test_a_stages_file_with_an_empty_band_or_a_path_outside_is_refused():
+    from synth_tasks.config import ConfigError
+    from synth_tasks.methods.curriculum.stages_file import parse_stages
+
+    stage = ("{name: a, title: A, templates: [t], eval_templates: {short_answer: e}, grade: [%s], "
+             "vocabulary: %s, vocabulary_level: x, items: 1}")
+    with pytest.raises(ConfigError, match="vocabulary.*relative"):
+        parse_stages(f"features: [a]\nstages: [{stage % ('1, 2', '../x.txt')}]")
+    with pytest.raises(ConfigError, match=r"grade band \[3.0, 2.0\) is empty"):
+        parse_stages(f"features: [a]\nstages: [{stage % ('3, 2', 'x.txt')}]")
+    parse_stages(f"features: [a]\nstages: [{stage % ('1, 2', 'x.txt')}]")  # the same stage, valid
+
+
+# ---------------------------------------------------------------------------------------------
+# schedules and the rising check on constructed shards
+# ---------------------------------------------------------------------------------------------
+SHARDS = [[{"path": "s1/p0", "records": 10}], [{"path": "s2/p0", "records": 20}, {"path": "s2/p1", "records": 10}],
+          [], [{"path": "s4/p0", "records": 10}]]
+
+
+def _weights(phase):
+    return {e["path"]: e["weight"] for e in phase["shards"]}
+
+
+def test_sequential_schedule():
+    from synth_tasks.methods.curriculum.schedule import Schedule, schedule_phases
+
+    phases = schedule_phases(SHARDS, Schedule.SEQUENTIAL)
+    assert [p["stage"] for p in phases] == [0, 1, 3]  # the empty stage gets no phase
+    assert [_weights(p) for p in phases] == [{"s1/p0": 1.0}, {"s2/p0": pytest.approx(2 / 3), "s2/p1": pytest.approx(1 / 3)},
+                                             {"s4/p0": 1.0}]
+
+
+def test_incremental_schedule_adds_each_stage_and_weighs_items_alike():
+    from synth_tasks.methods.curriculum.schedule import Schedule, schedule_phases
+
+    phases = schedule_phases(SHARDS, Schedule.INCREMENTAL)
+    assert _weights(phases[1]) == {"s1/p0": pytest.approx(0.25), "s2/p0": pytest.approx(0.5), "s2/p1": pytest.approx(0.25)}
+    assert _weights(phases[2]) == {"s1/p0": 0.2, "s2/p0": 0.4, "s2/p1": 0.2, "s4/p0": 0.2}
+
+
+def test_hybrid_schedule_replays_a_share_of_earlier_stages():
+    from synth_tasks.methods.curriculum.schedule import Schedule, schedule_phases
+
+    phases = schedule_phases(SHARDS, Schedule.HYBRID, replay=0.4)
+    assert _weights(phases[0]) == {"s1/p0": 1.0}
+    assert _weights(phases[2]) == {"s1/p0": pytest.approx(0.1), "s2/p0": pytest.approx(0.2),
+                                   "s2/p1": pytest.approx(0.1), "s4/p0": pytest.approx(0.6)}
+    for kind in Schedule:
+        assert all(sum(_weights(p).values()) == pytest.approx(1.0) for p in schedule_phases(SHARDS, kind, 0.4))
+
+
+def test_rising_check():
+    from synth_tasks.methods.curriculum.schedule import measure_stats, rising_check
+
+    def stage(name, grades, ease):
+        items = [{"measures": {"fk_grade": g, "reading_ease": e} | {k: 0 for k in (
+            "oov_share", "words_per_sentence", "n_words", "n_sentences", "syllables_per_word", "compression_ratio",
+            "n_operations", "code_complexity")}} for g, e in zip(grades, ease)]
+        return {"stage": name, "difficulty": measure_stats(items)}
+
+    rising = [stage("a", [1, 2, 9], [100, 90, 80]), stage("empty", [], []), stage("b", [5, 6, 7], [70, 60, 50])]
+    ok = rising_check(rising, ["fk_grade", "reading_ease"])
+    assert ok["ok"] and ok["skipped_empty_stages"] == ["empty"]
+    assert rising[0]["difficulty"]["fk_grade"] == {"mean": 4.0, "median": 2.0, "p90": 7.6}
+    bad = rising_check([stage("a", [5, 6], [50, 50]), stage("b", [3, 4], [60, 60])], ["fk_grade", "reading_ease"])
+    assert not bad["ok"] and bad["problems"][0] == "fk_grade mean does not rise from a (5.5) to b (3.5)"
+    assert "reading_ease mean does not fall from a (50.0) to b (60.0)" in bad["problems"]
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation: answerability, scoring, report
+# ---------------------------------------------------------------------------------------------
+STORY = "Tom has a red ball. The ball is round. Tom gives the ball to his dog."
+
+
+def test_answerability_against_its_own_story():
+    from synth_tasks.methods.curriculum.evaluation import answerable
+
+    assert answerable("short_answer", {"question": "What colour is the ball?", "answer": "red"}, STORY) is None
+    assert answerable("short_answer", {"question": "Who?", "answer": "a cat"}, STORY).startswith("unanswerable:")
+    assert answerable("short_answer", {"question": "What?", "answer": "ro"}, STORY).startswith("unanswerable:")  # not a whole word
+    mc = {"question": "Who gets the ball?", "choices": ["cat", "dog", "bird", "fish"], "answer": "dog"}
+    assert answerable("multiple_choice", mc, STORY) is None
+    assert answerable("multiple_choice", mc | {"choices": ["dog", "dog", "cat", "bird"]}, STORY).startswith("bad_choices:")
+    assert answerable("multiple_choice", mc | {"choices": ["cat", "cow", "bird", "fish"]}, STORY).startswith("bad_choices:")
+
+
+def test_scoring_on_known_answers():
+    from synth_tasks.methods.curriculum.evaluation import match_score, stage_report
+
+    sa = {"eval_type": "short_answer", "answer": "red"}
+    mc = {"eval_type": "multiple_choice", "choices": ["cat", "dog", "bird", "fish"], "answer": "dog"}
+    assert match_score(sa, "Red.") and match_score(sa, "The ball is red.") and not match_score(sa, "blue")
+    assert not match_score(sa, "It is not red but a very different colour of ball")
+    assert match_score(mc, "B") and match_score(mc, "(B) dog") and match_score(mc, "Answer: b")
+    assert match_score(mc, "the dog") and not match_score(mc, "A") and not match_score(mc, "dog or cat")
+    items = [{"stage": "one", "eval_correct": True}, {"stage": "one", "eval_correct": True},
+             {"stage": "two", "eval_correct": True}, {"stage": "two", "eval_correct": False},
+             {"stage": "two", "eval_correct": None}, {"stage": "three", "eval_correct": True}]
+    report = stage_report(items, ["one", "two", "three", "four"], threshold=0.6)
+    assert [(s["score"], s["mastered"], s["errors"]) for s in report["stages"]] == [
+        (1.0, True, 0), (0.5, False, 1), (1.0, True, 0), (None, False, 0)]
+    assert report["first_not_mastered"] == "two" and report["mastered_through"] == "one"
+    assert stage_report(items[:2], ["one"], 0.6)["first_not_mastered"] is None
+    assert stage_report(items[2:5], ["two", "one"], 0.6)["mastered_through"] is None
+
+
+def test_dedup_drops_training_stories_that_repeat_an_evaluation_story(layout):
+    from synth_tasks.methods.curriculum import CurriculumConfig, dedup
+    from synth_tasks.method import Stage
+    from synth_tasks.stage import StageRun
+
+    run = StageRun(Stage("dedup", dedup, mapped=False), CurriculumConfig(), layout, 0, 1)
+    other = "A tall tower of blocks fell over because its bottom block was too small to hold it."
+    items = [{"id": "a:train:0000", "role": "train", "text": STORY},
+             {"id": "z:eval:0000", "role": "eval", "text": STORY.replace("Tom", "tom")},
+             {"id": "b:train:0001", "role": "train", "text": other},
+             {"id": "b:train:0002", "role": "train", "text": other + " "}]
+    dedup(run, items)
+    rows = {r["record_id"]: r for r in run.ledger.rows}
+    assert rows["a:train:0000"]["reason"] == "eval_overlap: exact duplicate of z:eval:0000"
+    assert rows["b:train:0002"]["reason"] == "duplicate_story: exact duplicate of b:train:0001"
+    assert [o["id"] for o in run.outputs] == ["z:eval:0000", "b:train:0001"]
+
+
+def test_plans_are_seeded_and_draw_from_the_stage_word_list(shipped):
+    from synth_tasks.methods.curriculum import CurriculumConfig, plan_jobs
+
+    cfg = CurriculumConfig(items_per_stage=3, eval_items_per_stage=2)
+    jobs = plan_jobs(shipped, cfg, "stages.yaml")
+    assert len(jobs) == 30 and jobs == plan_jobs(shipped, cfg, "stages.yaml")
+    assert [j["eval_type"] for j in jobs[:5]] == [None, None, None, "short_answer", "multiple_choice"]
+    for j in jobs:
+        assert set(j["words"]) <= set(shipped.own_words[j["stage_index"]]) and len(j["words"]) == 3
+        assert all(w in j["prompt"] for w in j["words"])
+    assert len({tuple(j["words"]) for j in jobs}) == 30  # every request its own draw
+    other = plan_jobs(shipped, CurriculumConfig(items_per_stage=3, eval_items_per_stage=2, seed=1), "stages.yaml")
+    assert [j["words"] for j in other] != [j["words"] for j in jobs]
+
+
+def test_structural_measures():
+    from synth_tasks.methods.curriculum.measures import arithmetic_operations, code_complexity
+
+    assert arithmetic_operations("She had 3 + 4 apples, then 7 - 2 = 5, and 2 times 3 is 6.") == 3
+    code = "Look:\n```python\ndef f(x):\n    if x > 1 and x < 9:\n        return [i for i in range(x) if i % 2]\n    return 0\n```"
+    assert code_complexity(code) == 1 + 1 + 1 + 2  # if, and, comprehension with one condition
+    assert code_complexity("The cat sat on the mat.") == 0
+
+
+def test_publish_carries_subfolders_and_removes_stale_ones(layout):
+    """The ordered shards live in final/stage-NN-*/: publishing must carry subfolders and, on a
+    re-run, remove the shards the new run did not write."""
+    store = layout.store
+    for name in ("curriculum.json", "stage-01-a/part-00000.parquet", "stage-02-b/part-00000.parquet"):
+        store.write_bytes(f"{layout.staging_dir}/{name}", name.encode())
+    layout.publish()
+    assert store.read_bytes(f"{layout.final_dir}/stage-02-b/part-00000.parquet") == b"stage-02-b/part-00000.parquet"
+    store.write_bytes(f"{layout.staging_dir}/curriculum.json", b"new")
+    store.write_bytes(f"{layout.staging_dir}/stage-01-a/part-00000.parquet", b"new")
+    layout.publish()
+    assert [u.split("/final/")[1] for u in store.list_files(layout.final_dir, recursive=True)] == [
+        "curriculum.json", "stage-01-a/part-00000.parquet"]
+    assert not store.exists(f"{layout.final_dir}/stage-02-b")  # no empty stage folder left behind
+    assert store.exists(f"{layout.final_dir}/stage-01-a")
+
+
+def test_publish_carries_subfolders_on_s3(s3_server, monkeypatch):
+    """The same on S3, where folders are only key prefixes."""
+    from synth_tasks.airflow_glue import store_for
+    from synth_tasks.storage import RunLayout
+
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_S3", s3_server.airflow_conn())
+    store = store_for(f"s3://{s3_server.new_bucket('curriculum-publish')}/data", "test_s3")
+    layout = RunLayout(store, "curriculum", "2026-01-01")
+    for name in ("curriculum.json", "stage-01-a/part-00000.parquet", "stage-02-b/part-00000.parquet"):
+        store.write_bytes(f"{layout.staging_dir}/{name}", name.encode())
+    layout.publish()
+    store.write_bytes(f"{layout.staging_dir}/stage-01-a/part-00000.parquet", b"new")
+    layout.publish()
+    assert [u.split("/final/")[1] for u in store.list_files(layout.final_dir, recursive=True)] == [
+        "stage-01-a/part-00000.parquet"]
+    assert store.read_bytes(f"{layout.final_dir}/stage-01-a/part-00000.parquet") == b"new"
+    assert store.list_files(layout.staging_dir, recursive=True) == []  # SeaweedFS keeps the emptied folder
