@@ -1,0 +1,311 @@
+"""The stage functions of data_selection (declared in ``METHOD``, ``__init__.py``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from synth_tasks.methods.data_selection.config import DataSelectionConfig
+
+log = logging.getLogger(__name__)
+
+# What the export keeps of a record in the text mix (token ids go to the binary files only).
+TEXT_FIELDS = ("id", "domain", "source", "licence", "kind", "Input", "Output", "question", "answer", "cluster",
+               "fewshot_ids", "score", "group", "trimmed", "n_prompt_tokens", "n_tokens", "origin")
+
+
+# -- prepare ------------------------------------------------------------------------------------
+def prepare(run, files: list[str]) -> None:
+    """Read the mix file(s) and every source it lists: one record per question-answer row, and per
+    conversation tree its root-to-leaf threads. Rows the source's filter refuses (and trees in other
+    languages) are filtered; unreadable sources, files and rows fail, naming them."""
+    from synth_tasks.inputs import InputError, allowed_input_roots
+    from synth_tasks.methods.data_selection.mix import parse_mix, read_rows, source_files
+
+    cfg: DataSelectionConfig = run.cfg
+    roots = allowed_input_roots(run.store.root)
+    seen_domains: dict[str, str] = {}
+    for mix_url in files:
+        try:
+            raw = run.input_store.read_bytes(mix_url)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{mix_url}: not UTF-8 (byte {exc.start})") from None
+            mix = parse_mix(text, mix_url)
+            clash = sorted(set(mix.domains) & set(seen_domains))
+            if clash:
+                raise InputError(f"{mix_url}: domains {clash} are already defined in {seen_domains[clash[0]]}")
+        except InputError as exc:
+            run.failed(mix_url, f"bad_mix_file: {exc}")
+            continue
+        seen_domains |= {d: mix_url for d in mix.domains}
+        for domain_name, domain in mix.domains.items():
+            for source in domain.sources:
+                key = f"{domain_name}/{source.name}"
+                try:
+                    urls = source_files(source, mix_url, run.store, roots)
+                except InputError as exc:
+                    run.failed(key, f"bad_source: {exc}")
+                    continue
+                for url in urls:
+                    try:
+                        rows = read_rows(url)
+                    except InputError as exc:
+                        run.failed(f"{key}:{url}", f"bad_file: {exc}")
+                        continue
+                    _read_source_rows(run, cfg, domain_name, domain, source, url, rows)
+
+
+def _read_source_rows(run, cfg, domain_name, domain, source, url, rows) -> None:
+    from synth_tasks.methods.data_selection.conversations import tree_threads
+    from synth_tasks.methods.data_selection.mix import field_value, filter_reason
+
+    name = url.rsplit("/", 1)[-1]
+    base = {"domain": domain_name, "source": source.name, "licence": source.licence, "origin": url,
+            "target": domain.target, "template": domain.template,
+            "fewshot_k": domain.fewshot_k if domain.fewshot_k is not None else cfg.fewshot_k,
+            # every field from the start: a shard's Parquet takes its columns from its rows
+            "Input": None, "Output": None, "trimmed": False, "cluster": None, "fewshot_ids": None, "fewshot_json": None}
+    used: set[str] = set()
+    for n, row in rows:
+        raw_id = None if isinstance(row, Exception) or source.id is None else field_value(row, source.id)
+        rid = f"{domain_name}/{source.name}/" + (str(raw_id) if raw_id not in (None, "") else f"{name}#{n}")
+        if rid in used:
+            run.failed(f"{domain_name}/{source.name}/{name}#{n}", f"duplicate_id: {url} row {n}: id {raw_id!r}")
+            continue
+        used.add(rid)
+        if isinstance(row, Exception):
+            run.failed(rid, f"bad_row: {url} row {n}: {row}")
+            continue
+        score = field_value(row, source.score) if source.score else None
+        if score is not None and not isinstance(score, (int, float)):
+            run.failed(rid, f"bad_row: {url} row {n}: score {source.score!r} is {score!r}, not a number")
+            continue
+        record = base | {"id": rid, "group": rid, "score": None if score is None else float(score)}
+        if source.format == "oasst_trees":
+            prompt = row.get("prompt")
+            if not isinstance(prompt, dict) or "message_id" not in prompt:
+                run.failed(rid, f"bad_row: {url} row {n}: no 'prompt' message node")
+                continue
+            lang = prompt.get("lang")
+            reason = filter_reason(source, row, prompt.get("text") or "")
+            if reason is None and cfg.languages and lang not in cfg.languages:
+                reason = f"language: {lang!r} not in {list(cfg.languages)}"
+            if reason:
+                run.filtered(rid, reason, tree_id=row.get("message_tree_id"))
+                continue
+            threads = tree_threads(row)
+            if not threads:
+                run.filtered(rid, "no_thread: the root message is deleted or negatively reviewed")
+                continue
+            run.kept(rid, *(record | {"id": f"{rid}/t{k}", "kind": "conversation", "question": None, "answer": None,
+                                      "thread_json": json.dumps(t, ensure_ascii=False)} for k, t in enumerate(threads)))
+            continue
+        question, answer = field_value(row, source.question), field_value(row, source.answer)
+        missing = [f for f, v in ((source.question, question), (source.answer, answer))
+                   if not isinstance(v, str) or not v.strip()]
+        if missing:
+            run.failed(rid, f"bad_row: {url} row {n}: no text in {missing}")
+            continue
+        reason = filter_reason(source, row, question)
+        if reason:
+            run.filtered(rid, reason, question=question)
+            continue
+        run.kept(rid, record | {"kind": "qa", "question": question.strip(), "answer": answer.strip(), "thread_json": None})
+
+
+# -- seq2seq ------------------------------------------------------------------------------------
+def seq2seq(run, records: list[dict]) -> None:
+    """Conversation threads become seq2seq pairs: Input = the conversation before the last assistant
+    reply, rendered with role markers (or the chat template), Output = that reply. A trailing user
+    turn is trimmed; threads then too short are filtered. Question-answer records pass through."""
+    from synth_tasks.methods.data_selection.conversations import seq2seq_pair, trim_thread
+
+    cfg: DataSelectionConfig = run.cfg
+    template = None
+    if cfg.conversation_format == "chat_template" and any(r["kind"] == "conversation" for r in records):
+        from synth_tasks.methods.data_selection.tokenized import gguf_chat_template
+
+        template = gguf_chat_template()
+    for r in records:
+        if r["kind"] != "conversation":
+            run.kept(r["id"], r)
+            continue
+        messages, reason, trimmed = trim_thread(json.loads(r["thread_json"]), cfg.min_messages)
+        if reason:
+            run.filtered(r["id"], reason, thread=r["thread_json"])
+            continue
+        pair = seq2seq_pair(messages, cfg.conversation_format, template)
+        run.kept(r["id"], r | {"question": "\n".join(m["text"] for m in messages[:-1]), "answer": pair["Output"],
+                               "Input": pair["Input"], "trimmed": trimmed,
+                               "thread_json": json.dumps(messages, ensure_ascii=False)})
+
+
+# -- screen -------------------------------------------------------------------------------------
+def screen(run, records: list[dict]) -> None:
+    """Decontamination: items sharing a 13-word sequence with a benchmark test set (question or
+    answer) are filtered, naming the benchmark and the n-gram."""
+    from synth_tasks.quality.decontamination import Decontaminator
+
+    check = Decontaminator(tuple(run.cfg.benchmarks)) if run.cfg.benchmarks else None
+    for r in records:
+        verdict = check(r["question"] + "\n" + r["answer"]) if check else None
+        if verdict is not None and not verdict.keep:
+            run.filtered(r["id"], verdict.reason, question=r["question"])
+        else:
+            run.kept(r["id"], r)
+
+
+# -- select -------------------------------------------------------------------------------------
+def select(run, records: list[dict]) -> None:
+    """Across all domains: exact and near-duplicate items removed (the better-scored copy stays).
+    Then per domain: question embeddings (cached), clusters, a sample of each cluster in proportion
+    to its size up to the domain's target (best-scored first), and for each sampled item its
+    nearest neighbours in the domain's pool as few-shot examples (never itself, never a validation
+    item). Per-domain clusters, sizes, sampled counts and diversity go to the summary."""
+    from synth_tasks.methods.data_selection.selection import EmbeddingCache, cluster, nearest_examples, \
+        proportional_sample
+    from synth_tasks.quality import diversity
+    from synth_tasks.quality.dedup import exact_duplicate_of, near_duplicate_of
+    from synth_tasks.split import validation_bucket
+
+    import numpy as np
+
+    cfg: DataSelectionConfig = run.cfg
+    records = sorted(records, key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")), r["id"]))
+    texts = [r["question"] + "\n" + r["answer"] for r in records]
+    started = time.monotonic()
+    exact = exact_duplicate_of(texts)
+    near = near_duplicate_of(texts, cfg.near_duplicate_threshold)
+    unique: list[dict] = []
+    for r, ex, nd in zip(records, exact, near):
+        if ex is not None:
+            run.filtered(r["id"], f"exact_duplicate: of {records[ex]['id']}", question=r["question"])
+        elif nd is not None:
+            run.filtered(r["id"], f"near_duplicate: of {records[nd]['id']}", question=r["question"])
+        else:
+            unique.append(r)
+    run.info["dedup"] = {"input": len(records), "unique": len(unique), "seconds": round(time.monotonic() - started, 3)}
+
+    cache = EmbeddingCache(run.store)
+    report: dict = {}
+    for domain in sorted({r["domain"] for r in unique}):
+        items = sorted((r for r in unique if r["domain"] == domain), key=lambda r: r["id"])
+        questions = [r["question"] for r in items]
+        t0, fresh0 = time.monotonic(), cache.computed
+        embeddings = cache.embed(questions)
+        embed_s = time.monotonic() - t0
+        labels, how = cluster(embeddings, cfg)
+        target = items[0]["target"]
+        scores = [r["score"] for r in items]
+        chosen = proportional_sample(labels, target, cfg.seed, scores if any(s is not None for s in scores) else None)
+        k = items[0]["fewshot_k"] if items[0]["template"] else 0
+        train_side = np.array([validation_bucket(str(r["group"]), cfg.seed) < cfg.train_ratio for r in items], bool)
+        examples = nearest_examples(embeddings, chosen, train_side, k)
+        chosen_set = set(chosen)
+        sizes: dict[int, int] = {}
+        for label in labels:
+            sizes[int(label)] = sizes.get(int(label), 0) + 1
+        sampled: dict[int, int] = {}
+        for i, r in enumerate(items):
+            c = int(labels[i])
+            if i in chosen_set:
+                sampled[c] = sampled.get(c, 0) + 1
+                shots = [{"id": items[j]["id"], "question": items[j]["question"], "answer": items[j]["answer"]}
+                         for j in examples[i]]
+                run.kept(r["id"], r | {"cluster": c, "fewshot_ids": [s["id"] for s in shots],
+                                       "fewshot_json": json.dumps(shots, ensure_ascii=False)})
+            else:
+                run.filtered(r["id"], f"not_sampled: cluster {c} ({sizes[c]} items) is over its share of the "
+                             f"domain's target {target}", question=r["question"])
+        report[domain] = {
+            "items": len(items), "target": target, "selected": len(chosen), "clustering": how,
+            "embedding": {"seconds": round(embed_s, 3), "computed": cache.computed - fresh0,
+                          "from_cache": len(items) - (cache.computed - fresh0)},
+            "clusters": len(sizes), "cluster_sizes": {str(c): s for c, s in sorted(sizes.items())},
+            "sampled_per_cluster": {str(c): sampled.get(c, 0) for c in sorted(sizes)},
+            "fewshot_k": k,
+            "diversity_before": diversity.diversity_report(questions, embeddings, labels),
+            "diversity_selected": diversity.diversity_report([questions[i] for i in chosen], embeddings[chosen],
+                                                             [labels[i] for i in chosen]),
+        }
+        log.info("select %s: %d items, %d clusters (%s), %d selected", domain, len(items), len(sizes), how["mode"],
+                 len(chosen))
+    run.info["selection"] = report
+
+
+# -- render -------------------------------------------------------------------------------------
+def render_prompt(template: str | None, question: str, shots: list[dict]) -> str:
+    """The domain's prompt (include/prompts/data_selection/{template}.txt) with its few-shot
+    examples ({template}_example.txt each); without a template, the question itself."""
+    from synth_tasks.prompts import load_prompt, render
+
+    if template is None:
+        return question
+    example = load_prompt(f"data_selection/{template}_example")
+    shown = "\n\n".join(render(example, question=s["question"], answer=s["answer"]) for s in shots)
+    return render(load_prompt(f"data_selection/{template}"), examples=shown, question=question)
+
+
+def render_prompts(run, records: list[dict]) -> None:
+    """Every selected item as its training pair: Input = the domain's few-shot prompt (conversations:
+    the rendered conversation), Output = the answer."""
+    for r in records:
+        if r["kind"] == "conversation":
+            run.kept(r["id"], r | {"Output": r["answer"]})
+        else:
+            prompt = render_prompt(r["template"], r["question"], json.loads(r["fewshot_json"]))
+            run.kept(r["id"], r | {"Input": prompt, "Output": r["answer"]})
+
+
+# -- tokenize -----------------------------------------------------------------------------------
+def tokenize(run, records: list[dict]) -> None:
+    """Count tokens with the chosen tokenizer (prompt, then output + EOS); pairs over max_tokens
+    are filtered with their count."""
+    from synth_tasks.methods.data_selection.tokenized import load_tokenizer
+
+    cfg: DataSelectionConfig = run.cfg
+    tok = load_tokenizer(cfg.tokenizer)
+    for r in records:
+        prompt_ids, output_ids = tok.encode(r["Input"]), tok.encode(r["Output"]) + [tok.eos_id]
+        n = len(prompt_ids) + len(output_ids)
+        if n > cfg.max_tokens:
+            run.filtered(r["id"], f"too_long: {n} tokens > max_tokens {cfg.max_tokens} ({tok.kind})",
+                         question=r["question"])
+            continue
+        run.kept(r["id"], r | {"prompt_ids": prompt_ids, "output_ids": output_ids, "n_prompt_tokens": len(prompt_ids),
+                               "n_tokens": n})
+
+
+# -- export -------------------------------------------------------------------------------------
+def text_records(records: list[dict]) -> list[dict]:
+    """The text mix: domain, source, licence, cluster, few-shot ids, Input/Output (no token ids)."""
+    return [{k: r.get(k) for k in TEXT_FIELDS} for r in records]
+
+
+def tokenized_files(ctx, train: list[dict], validation: list[dict]) -> dict[str, str]:
+    """The tokenized training files beside the text mix, in the same sample order, and their manifest."""
+    from synth_tasks.methods.data_selection.tokenized import LAYOUT, load_tokenizer, write_split
+
+    tok = load_tokenizer(ctx.cfg.tokenizer)
+    ids = {r["id"]: r for r in ctx.records}
+    outputs: dict[str, str] = {}
+    counts: dict = {}
+    for split, rows in (("train", train), ("validation", validation)):
+        samples = [(list(ids[r["id"]]["prompt_ids"]), list(ids[r["id"]]["output_ids"])) for r in rows]
+        outputs |= write_split(ctx.store, ctx.final_dir, split, samples, tok)
+        per_domain: dict[str, int] = {}
+        for r in rows:
+            per_domain[r["domain"]] = per_domain.get(r["domain"], 0) + 1
+        counts[split] = {"samples": len(rows), "tokens": sum(len(p) + len(o) for p, o in samples),
+                         "prompt_tokens": sum(len(p) for p, _ in samples), "per_domain": dict(sorted(per_domain.items()))}
+    licences = sorted({(r["domain"], r["source"], r["licence"]) for r in ctx.records})
+    manifest = {"tokenizer": tok.identity(), "dtype": tok.dtype, "layout": LAYOUT, "eos_appended": True,
+                "max_tokens": ctx.cfg.max_tokens, "sample_order": "sample i is line i of {split}.jsonl",
+                "counts": counts, "sources": [{"domain": d, "source": s, "licence": l} for d, s, l in licences]}
+    outputs["tokenized_manifest"] = ctx.store.write_bytes(f"{ctx.final_dir}/tokenized_manifest.json",
+                                                          (json.dumps(manifest, indent=2) + "\n").encode())
+    ctx.info["tokenized"] = {"tokenizer": tok.identity(), "counts": counts}
+    return outputs

@@ -1,0 +1,58 @@
+"""The data_selection DAG through Airflow (dag.test) on the shipped samples: no LLM anywhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.airflow]
+
+
+@pytest.fixture(scope="module")
+def selection_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags")).dags["data_selection"]
+
+
+def test_shipped_mix_reaches_final_with_tokenized_files(selection_dag, tmp_path, monkeypatch):
+    from synth_tasks.airflow_glue import data_root, partition_for, store_for
+    from synth_tasks.methods.data_selection.tokenized import load_tokenizer, read_split
+
+    monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path / "no-server-here"))  # no model server to find
+    dag_run = selection_dag.test(run_conf={"input_path": "include/configs/data_selection_mix.yaml"})
+    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
+    store = store_for(data_root())
+    summary = store.read_json(store.join("data_selection", partition_for({"dag_run": dag_run}), "_summary.json"))
+    assert summary["accounted_for"], summary["problems"]
+    assert summary["usage"] == {} and summary["endpoints"] == []
+    assert summary["stage_order"] == ["prepare", "seq2seq", "screen", "select", "render", "tokenize", "export"]
+    stages = summary["stages"]
+    # 200 GSM8K rows + 4 trees in; the German tree filtered; 6 threads, 2 without a pair
+    assert (stages["prepare"]["input"], stages["prepare"]["produced"]) == (204, 206)
+    assert stages["prepare"]["filter_reasons"] == {"language": 1}
+    assert stages["seq2seq"]["filter_reasons"] == {"too_short": 2}
+    assert stages["select"]["kept"] == 44
+    # two math prompts (three GSM8K examples each) are over 1,024 tokens of the embedded vocabulary
+    assert stages["tokenize"]["filter_reasons"] == {"too_long": 2}
+
+    outputs = summary["outputs"]
+    rows = {split: [json.loads(line) for line in store.read_bytes(outputs[f"{split}_jsonl"]).decode().splitlines()]
+            for split in ("train", "validation")}
+    assert len(rows["train"]) + len(rows["validation"]) == 44 - 2
+    assert {r["domain"] for r in rows["train"] + rows["validation"]} == {"math", "chat"}
+    assert all(r["n_tokens"] <= 1024 for split in rows.values() for r in split)
+
+    manifest = json.loads(store.read_bytes(outputs["tokenized_manifest"]))
+    assert manifest["tokenizer"]["kind"] == "embedded" and manifest["dtype"] == "uint16"
+    tok = load_tokenizer("embedded")
+    folder = outputs["tokenized_manifest"].rsplit("/", 1)[0]
+    tokens, offsets, prompt_lengths = read_split(store, folder, "train")
+    first = rows["train"][0]
+    sample = tokens[offsets[0]:offsets[1]]
+    assert tok.decode(sample[:prompt_lengths[0]]) + tok.decode(sample[prompt_lengths[0]:-1]) == \
+        first["Input"] + first["Output"]
+    assert manifest["counts"]["train"]["samples"] == len(rows["train"]) == len(offsets) - 1
