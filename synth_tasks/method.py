@@ -124,6 +124,7 @@ REGISTRY: dict[str, str] = {
     "data_selection": "synth_tasks.methods.data_selection",
     "personas": "synth_tasks.methods.personas",
     "papers": "synth_tasks.methods.papers",
+    "knowledge_graph": "synth_tasks.methods.knowledge_graph",
 }
 
 
