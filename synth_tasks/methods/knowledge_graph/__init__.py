@@ -75,8 +75,9 @@ class KnowledgeGraphConfig(LLMParams):
         ExtractionFormat.AUTO, "json: structured output (schema-constrained where the endpoint supports it); "
         "tuples: GraphRAG's delimited records; auto: json unless the endpoint only takes the schema in the prompt.",
         title="Extraction format")
-    gleaning_rounds: int = param(0, "Extra rounds asking for missed entities (GraphRAG's gleaning); 1 is a good "
-                                 "start for a real model, 0 for the embedded one.", title="Gleaning rounds", ge=0, le=5)
+    gleaning_rounds: int | None = param(None, "Extra rounds asking for missed entities (GraphRAG's gleaning). "
+                                        "Empty: 1, or 0 on the embedded model (it repeats itself instead).",
+                                        title="Gleaning rounds", ge=0, le=5)
     extraction_max_tokens: int = param(768, "Max tokens of one extraction answer.", title="Extraction max tokens",
                                        ge=64, le=16384)
     entity_grounding_threshold: float = param(

@@ -203,7 +203,16 @@ def extraction_format(run) -> str:
     return "tuples" if run.endpoint.structured_output == "prompt" else "json"
 
 
-async def extract_chunk(llm, cfg, chunk: dict, fmt: str) -> dict:
+def gleaning_rounds(cfg, endpoint) -> int:
+    """The Param, else 1 (GraphRAG's default), or 0 on the embedded 135M model."""
+    from synth_tasks.llm.embedded import MODEL_ALIAS
+
+    if cfg.gleaning_rounds is not None:
+        return cfg.gleaning_rounds
+    return 0 if endpoint.model == MODEL_ALIAS else 1
+
+
+async def extract_chunk(llm, cfg, chunk: dict, fmt: str, rounds: int = 0) -> dict:
     """One chunk's extraction with its gleaning rounds; the tolerant parser reads every answer. An
     answer with nothing usable raises LLMError("unparseable_extraction") with the raw text."""
     from synth_tasks.llm.client import LLMError
@@ -215,7 +224,7 @@ async def extract_chunk(llm, cfg, chunk: dict, fmt: str) -> dict:
     messages = _prompt(name, entity_types=", ".join(types), chunk_id=chunk["id"], text=chunk["text"])
     tokens, cached, raws = 0, True, []
     found = None
-    for round_ in range(cfg.gleaning_rounds + 1):
+    for round_ in range(rounds + 1):
         if round_:
             messages = [*messages, {"role": "assistant", "content": raws[-1]},
                         {"role": "user", "content": _prompt("glean")[0]["content"]}]
@@ -268,7 +277,8 @@ def extract(run, chunks: list[dict]) -> None:
     else:
         fmt = extraction_format(run)
         run.info["extraction_format"] = fmt
-        done = run.llm_calls(chunks, lambda c: extract_chunk(run.llm, cfg, c, fmt))
+        rounds = run.info["gleaning_rounds"] = gleaning_rounds(cfg, run.llm.endpoint)
+        done = run.llm_calls(chunks, lambda c: extract_chunk(run.llm, cfg, c, fmt, rounds))
     for c, out in done:
         ex = out["extraction"]
         for kind, n in ex.repairs.items():
