@@ -139,6 +139,18 @@ def read_inputs(store: Store, files: list[str], ledger, text_column: str, id_col
     return records, failed_ids
 
 
+def read_text_file(store: Store, url: str, kind: str = "text") -> str:
+    """A whole text file (markdown, plain text) as UTF-8; InputError naming the file when it is
+    binary or not UTF-8 (``kind`` says what it should have been)."""
+    data = store.read_bytes(url)
+    if b"\x00" in data[:8192]:
+        raise InputError(f"{url}: binary file (NUL bytes), not {kind}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{url}: not UTF-8 (byte {exc.start})") from None
+
+
 def _row_id(name: str, row: int, raw_id) -> str:
     return f"{name}#{row}" if raw_id is None or raw_id == "" else str(raw_id)
 

@@ -75,18 +75,6 @@ def paper_documents(rows: list[dict]) -> list[tuple[str, str]]:
     return [(pid, "\n\n".join(lines)) for pid, lines in papers.items()]
 
 
-def _read_text(store, url: str) -> str:
-    from synth_tasks.inputs import InputError
-
-    data = store.read_bytes(url)
-    if b"\x00" in data[:8192]:
-        raise InputError(f"{url}: binary file (NUL bytes), not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{url}: not UTF-8 (byte {exc.start})") from None
-
-
 def _parquet_columns(store, url: str) -> set[str] | None:
     import io
 
@@ -107,7 +95,7 @@ def prepare(run, files: list[str]) -> None:
 
     import pyarrow.parquet as pq
 
-    from synth_tasks.inputs import InputError, read_inputs
+    from synth_tasks.inputs import InputError, read_inputs, read_text_file
 
     cfg = run.cfg
     names = doc_names(files)
@@ -119,7 +107,7 @@ def prepare(run, files: list[str]) -> None:
             run.filtered(url, "duplicate_document: the papers extraction beside it (papers.parquet) is read instead")
         elif url.endswith((".md", ".txt", ".markdown")):
             try:
-                docs.append((url, names[url], url, _read_text(run.input_store, url)))
+                docs.append((url, names[url], url, read_text_file(run.input_store, url)))
             except (InputError, OSError) as exc:
                 run.failed(url, f"bad_file: {exc}")
         elif url.endswith(".parquet") and PAPER_COLUMNS <= (_parquet_columns(run.input_store, url) or set()):

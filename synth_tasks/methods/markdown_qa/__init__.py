@@ -125,30 +125,18 @@ def _stable_int(text: str) -> int:
 # --------------------------------------------------------------------------------------------
 # prepare
 # --------------------------------------------------------------------------------------------
-def read_markdown(store, url: str) -> str:
-    """The file's text; InputError naming the file when it is binary or not UTF-8."""
-    from synth_tasks.inputs import InputError
-
-    data = store.read_bytes(url)
-    if b"\x00" in data[:8192]:
-        raise InputError(f"{url}: binary file (NUL bytes), not markdown")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{url}: not UTF-8 (byte {exc.start})") from None
-
 
 def prepare(run, files: list[str]) -> None:
     """Split every markdown file into sections by headings (code blocks and tables kept whole); a
     binary or non-UTF-8 file fails alone, an empty one is filtered."""
-    from synth_tasks.inputs import InputError
+    from synth_tasks.inputs import InputError, read_text_file
     from synth_tasks.text.markdown import split_sections
 
     cfg: MarkdownQAConfig = run.cfg
     n_sections = 0
     for url in files:
         try:
-            text = read_markdown(run.input_store, url)
+            text = read_text_file(run.input_store, url, "markdown")
         except InputError as exc:
             log.error("input file failed: %s", exc)
             run.failed(url, f"bad_file: {exc}")
