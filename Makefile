@@ -9,9 +9,9 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export SYNTH_RUN_DIR := $(CURDIR)/.run
-# Params for `make run`, as JSON. The demo takes 2 of the sample's 6 contexts (14 conversations of up to
-# 512 tokens, a few minutes on 2 cores); RUN_CONF='{}' runs the whole sample.
-RUN_CONF ?= {"max_chunks": 2, "max_tokens": 512}
+# Params for `make run`, as JSON. The demo takes 1 of the sample's 6 contexts (7 conversations of up to
+# 512 tokens, about 3 minutes of generating on 2 cores); RUN_CONF='{}' runs the whole sample.
+RUN_CONF ?= {"max_chunks": 1, "max_tokens": 512}
 
 .PHONY: setup system-deps run test test-integration cluster-check llm-up llm-down bench lock clean
 

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["overhead", "generation", "all"], default="all")
     parser.add_argument("--overhead-concurrency", type=int, nargs="+", default=[8, 64])
-    parser.add_argument("--overhead-rounds", type=int, default=12)
+    parser.add_argument("--overhead-rounds", type=int, default=30)
     parser.add_argument("--overhead-max-chunks", type=int, default=None,
                         help="overhead: use only N contexts (x 7 styles) per round; default all (406 requests)")
     parser.add_argument("--requests", type=int, default=60, help="generation: requests per side per round (>= 60)")

@@ -18,6 +18,7 @@ import logging
 import random
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -33,11 +34,12 @@ MAX_RETRY_AFTER_S = 300.0
 
 class LLMError(Exception):
     """A request that did not produce a usable answer. ``kind`` is a short machine-readable tag,
-    ``raw`` the model's text where there was one."""
+    ``raw`` the model's text where there was one, ``result`` the whole answer it came in (its
+    tokens and finish reason) for callers that keep part of it."""
 
-    def __init__(self, kind: str, message: str, raw: str | None = None):
+    def __init__(self, kind: str, message: str, raw: str | None = None, result: "ChatResult | None" = None):
         super().__init__(f"{kind}: {message}")
-        self.kind, self.raw = kind, raw
+        self.kind, self.raw, self.result = kind, raw, result
 
 
 class BudgetExhausted(LLMError):
@@ -217,8 +219,16 @@ class LLMClient:
         messages: list[dict],
         sampling: SamplingParams,
         response_model: type[BaseModel] | None = None,
+        *,
+        repair_cut_off: bool | Callable[[str], bool] = True,
     ) -> ChatResult:
-        """One chat completion. Raises LLMError (kind, raw) when no usable answer comes."""
+        """One chat completion. Raises LLMError (kind, raw) when no usable answer comes.
+
+        An answer that does not validate against ``response_model`` is sent back once for repair.
+        For an answer cut off at max_tokens, ``repair_cut_off`` (or what it returns for the
+        answer's text) False skips that and raises at once: a caller that keeps what a cut-off
+        answer holds (MIND keeps its whole turns) spares a second request, which has the same
+        budget and is mostly cut off again."""
         if response_model is None:
             return await self._complete(messages, sampling, None)
         response_format, instruction = self._format(response_model)
@@ -229,6 +239,10 @@ class LLMClient:
             result.parsed = response_model.model_validate_json(_json_text(result.text))
             return result
         except ValidationError as first_error:
+            if result.finish_reason == "length" and not (
+                    repair_cut_off(result.text) if callable(repair_cut_off) else repair_cut_off):
+                raise LLMError("invalid_structured_output", f"cut off at max_tokens: {_short_errors(first_error)}",
+                               raw=result.text, result=result) from None
             repair = [*messages, {"role": "assistant", "content": result.text},
                       {"role": "user", "content": (
                           "Your reply was not valid JSON for the required schema. Problems: "
@@ -238,7 +252,8 @@ class LLMClient:
             repaired.parsed = response_model.model_validate_json(_json_text(repaired.text))
             return repaired
         except ValidationError as second_error:
-            raise LLMError("invalid_structured_output", _short_errors(second_error), raw=repaired.text) from None
+            raise LLMError("invalid_structured_output", _short_errors(second_error), raw=repaired.text,
+                           result=repaired) from None
 
     async def _complete(self, messages: list[dict], sampling: SamplingParams, response_format: dict | None
                         ) -> ChatResult:

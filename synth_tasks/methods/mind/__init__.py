@@ -189,16 +189,18 @@ def generate(run, jobs: list[dict]) -> None:
         if form == DialogueFormat.TEXT:
             result = await run.llm.chat(messages, sampling)
             return answer(result.text, result)
+        model = models[job["style"]]
         try:
-            result = await run.llm.chat(messages, sampling, response_model=models[job["style"]])
+            # A cut-off answer with enough whole turns is kept as it is; only one without is re-asked.
+            result = await run.llm.chat(messages, sampling, response_model=model,
+                                        repair_cut_off=lambda text: salvage_turns(text, model) is None)
             return answer(rendered(result.parsed.turns), result)
         except LLMError as exc:  # JSON cut off (max_tokens): keep its whole turns, as the text form would
-            turns = salvage_turns(exc.raw or "", models[job["style"]]) if exc.kind == "invalid_structured_output" else None
+            turns = salvage_turns(exc.raw or "", model) if exc.kind == "invalid_structured_output" else None
             if turns is None:
                 raise
             run.counts["json_turns_salvaged"] += 1
-            return {"raw_text": rendered(turns), "model": run.llm.endpoint.model, "finish_reason": INCOMPLETE_JSON,
-                    "cached": False, "prompt_tokens": 0, "completion_tokens": 0}
+            return answer(rendered(turns), exc.result) | {"finish_reason": INCOMPLETE_JSON}
 
     for job, generated in run.llm_calls(jobs, ask):
         run.kept(job["id"], job | generated | {"dialogue_format": str(form)})

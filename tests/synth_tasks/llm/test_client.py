@@ -166,6 +166,33 @@ def test_structured_output_failure_keeps_the_raw_text(fault_server):
     assert fault_server.requests[0]["response_format"]["type"] == "json_object"
 
 
+def _cut_off(content: str) -> str:
+    """A scripted answer that stopped at max_tokens."""
+    return "raw:" + json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "fault-model",
+                                "choices": [{"index": 0, "finish_reason": "length",
+                                             "message": {"role": "assistant", "content": content}}],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 32, "total_tokens": 42}})
+
+
+def test_an_answer_cut_off_at_max_tokens_is_repaired_unless_the_caller_keeps_what_it_holds(fault_server):
+    fault_server.script.extend([_cut_off('{"answer": "4", "sco'), 'text:{"answer": "4", "score": 3}'])
+    assert run(_chat(make_client(fault_server), response_model=Answer)).parsed == Answer(answer="4", score=3)
+    assert len(fault_server.requests) == 2  # by default: sent back once for repair
+
+    fault_server.script.extend([_cut_off('{"answer": "4", "sco')])
+    with pytest.raises(LLMError) as err:
+        run(_chat(make_client(fault_server), response_model=Answer, repair_cut_off=False))
+    assert len(fault_server.requests) == 3  # one request, no repair
+    assert err.value.kind == "invalid_structured_output" and "cut off at max_tokens" in str(err.value)
+    assert err.value.raw == '{"answer": "4", "sco'
+    assert err.value.result.finish_reason == "length" and err.value.result.completion_tokens == 32
+
+    # or the caller decides from the answer's text
+    fault_server.script.extend([_cut_off('{"answer": "4", "sco'), 'text:{"answer": "4", "score": 3}'])
+    result = run(_chat(make_client(fault_server), response_model=Answer, repair_cut_off=lambda text: "score" not in text))
+    assert result.parsed == Answer(answer="4", score=3) and len(fault_server.requests) == 5
+
+
 # -- the request path: the cache key, the schema made once, the retry loop ----------------------
 def test_cache_keys_are_what_the_client_always_passed(fault_server, store):
     """The response cache's keys must not move (cached runs are compared across versions): plain

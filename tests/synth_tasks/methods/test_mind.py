@@ -181,6 +181,31 @@ def test_json_turns_are_rendered_back_to_speaker_lines_and_filtered_like_text(la
     assert summary["info"]["dialogue_format"] == "json_turns"
 
 
+def test_a_cut_off_json_answer_costs_one_request_and_keeps_its_whole_turns(layout, tmp_path, fault_server):
+    """No repair request for an answer cut off at max_tokens: its whole turns are what a repair,
+    cut off again at the same budget, would have left."""
+    import json
+
+    texts = ["What does the standard deviation of a random variable measure, roughly speaking?",
+             "It measures how far the variable typically is from its mean, in the variable's own units.",
+             "Why do we square the deviations before we average them over the distribution?",
+             "Squares keep positive and negative deviations from cancelling, and the square root undoes it."]
+    turns = ", ".join(json.dumps({"speaker": ("Teacher", "Student")[i % 2], "text": t}) for i, t in enumerate(texts))
+    content = '{"turns": [' + turns + ', {"speaker": "Teacher", "text": "And what'
+    fault_server.script.append("raw:" + json.dumps({
+        "id": "c", "object": "chat.completion", "created": 0, "model": "fault-model",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 100, "total_tokens": 110}}))
+    cfg = mind.MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
+    result = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+                        endpoint_for=lambda conn_param: _endpoint(fault_server))["export"]
+    assert len(fault_server.requests) == 1
+    [record] = [json.loads(line) for line in layout.store.read_bytes(result["train_jsonl"]).splitlines()]
+    assert record["n_turns"] == 4 and record["text"].startswith("Teacher: What does the standard deviation")
+    [generated] = layout.store.read_parquet(layout.part("generate", 0))  # the tokens the answer cost
+    assert generated["finish_reason"] == "incomplete_json" and generated["completion_tokens"] == 100
+
+
 def test_auto_format_is_json_turns_on_llama_cpp_and_text_elsewhere():
     from synth_tasks.config import EndpointConfig
 
