@@ -41,6 +41,16 @@ def mean_ci95(values: list[float]) -> dict:
             "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
+def ratio_ci95(ratios: list[float]) -> dict:
+    """Geometric mean of ``ratios`` (one per round) with its 95 % confidence interval: Student t on
+    their logarithms. Unlike the arithmetic mean of ratios it is not pushed up by noise in the
+    denominators, and a/b and b/a give reciprocal answers."""
+    logs = mean_ci95([math.log(r) for r in ratios])
+    return {"geometric_mean": round(math.exp(logs["mean"]), 4),
+            "ci95": [round(math.exp(x), 4) for x in logs["ci95"]], "n": logs["n"],
+            "min": round(min(ratios), 4), "max": round(max(ratios), 4)}
+
+
 def verdict(ci: dict, goal: float) -> str:
     """Whether the rounds carry the claim "ratio >= goal": 'met' when the whole interval is at or
     above it, 'missed' when the whole interval is below, else 'undecided' (more rounds needed)."""

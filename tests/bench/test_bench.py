@@ -39,6 +39,14 @@ def test_mean_ci95_uses_student_t(common):
         common.mean_ci95([1.0])
 
 
+def test_ratio_ci95_is_a_geometric_mean_so_a_ratio_and_its_inverse_agree(common):
+    ratios = [0.5, 2.0, 1.0, 1.0]
+    ci = common.ratio_ci95(ratios)
+    assert ci["geometric_mean"] == 1.0 and ci["ci95"][0] < 1.0 < ci["ci95"][1]  # the arithmetic mean says 1.125
+    inverse = common.ratio_ci95([1 / r for r in ratios])
+    assert inverse["ci95"] == pytest.approx([1 / ci["ci95"][1], 1 / ci["ci95"][0]], rel=1e-3)
+
+
 def test_a_goal_is_met_only_when_the_whole_interval_clears_it(common):
     assert common.verdict({"ci95": [0.91, 0.95]}, 0.9) == "met"
     assert common.verdict({"ci95": [0.88, 0.95]}, 0.9) == "undecided"
@@ -67,4 +75,7 @@ def test_overhead_runs_end_to_end(common):
     assert result["concurrency"] == 4 and len(result["rounds"]) == 3 and result["rounds"][0]["warmup"]
     assert all(r["requests"] == 14 for r in result["rounds"])  # 2 contexts x 7 styles
     assert {"pipeline_vs_sdk", "verdict", "httpx_vs_sdk"} <= set(result["summary"])
+    # every side ran at the same time as its bare-SDK side, and both did the same requests
+    assert all(0 < r[f"{side}_overlap"] <= 1 and r[f"{side}_sdk_cpu_s"] > 0 for r in result["rounds"]
+               for side in ("pipeline", "client", "client_nocache", "httpx"))
     assert report["provenance"]["commit"]
