@@ -36,6 +36,18 @@ DATA = ROOT / "tests" / "fixtures"
 SAMPLE = ROOT / "include" / "sample_data" / "mind" / "prob140_sample.jsonl"
 
 
+def load_dag(dag_id: str, folder: Path = ROOT / "dags"):
+    """One DAG as Airflow's DagBag parses it from ``folder`` (a folder or one DAG file)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder)).dags[dag_id]
+
+
+def run_state(obj) -> str:
+    """A dag run's or task instance's state as a plain string (Airflow gives an enum or a str)."""
+    return str(getattr(obj.state, "value", obj.state))
+
+
 @pytest.fixture
 def store(tmp_path):
     from synth_tasks.storage import Store

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tests.dags.test_mind_e2e import _jsonl, _state
+from tests.conftest import ROOT, load_dag, run_state
+from tests.dags.test_mind_e2e import _jsonl
 from tests.synth_tasks.methods.curriculum_replies import CurriculumReplies
 
 pytestmark = [pytest.mark.airflow]
@@ -20,11 +21,7 @@ SMALL = {"items_per_stage": 2, "eval_items_per_stage": 2, "shard_size": 8, "dupl
 
 @pytest.fixture(scope="module")
 def curriculum_dag(airflow_db):
-    from pathlib import Path
-
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags" / "curriculum.py")).dags["curriculum"]
+    return load_dag("curriculum", ROOT / "dags" / "curriculum.py")
 
 
 def _run(dag, conf):
@@ -40,7 +37,7 @@ def test_ordered_shards_manifest_eval_splits_and_report(curriculum_dag, fault_se
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     dag_run, store, base = _run(curriculum_dag, SMALL | {"schedule": "hybrid"})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == []
     st = summary["stages"]
@@ -120,9 +117,9 @@ def test_a_stages_file_that_does_not_rise_fails_the_check(curriculum_dag, fault_
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     dag_run, store, base = _run(curriculum_dag, SMALL | {"input_path": str(tmp_path / "stages.yaml"),
                                                          "evaluate": False})
-    assert _state(dag_run) == "failed"
-    assert _state(dag_run.get_task_instance("export")) == "failed"
-    assert _state(dag_run.get_task_instance("dedup")) == "success"
+    assert run_state(dag_run) == "failed"
+    assert run_state(dag_run.get_task_instance("export")) == "failed"
+    assert run_state(dag_run.get_task_instance("dedup")) == "success"
 
 
 @pytest.mark.llm
@@ -132,7 +129,7 @@ def test_embedded_model_run_balances(curriculum_dag, embedded_llm):
     the per-stage evaluation report of the model exists."""
     dag_run, store, base = _run(curriculum_dag, {"items_per_stage": 1, "eval_items_per_stage": 1, "max_tokens": 128,
                                                  "question_max_tokens": 96, "check_rising": False})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == []
     assert summary["stages"]["generate"]["input"] == 12 and summary["usage"]["requests"] >= 12

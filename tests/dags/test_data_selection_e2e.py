@@ -6,16 +6,14 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_dag
 
 pytestmark = [pytest.mark.airflow]
 
 
 @pytest.fixture(scope="module")
 def selection_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["data_selection"]
+    return load_dag("data_selection")
 
 
 def test_shipped_mix_reaches_final_with_tokenized_files(selection_dag, tmp_path, monkeypatch):

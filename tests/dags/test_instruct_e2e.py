@@ -8,7 +8,7 @@ import json
 import pytest
 
 from synth_tasks.quality.judge import ATTRIBUTES
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, load_dag, run_state
 
 pytestmark = [pytest.mark.llm, pytest.mark.airflow]
 
@@ -21,9 +21,7 @@ STAGES = ["prepare", "self_instruct", "evolve", "respond", "judge", "screen", "s
 
 @pytest.fixture(scope="module")
 def instruct_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["instruct"]
+    return load_dag("instruct")
 
 
 def _run(dag, conf):
@@ -33,9 +31,6 @@ def _run(dag, conf):
     store = store_for(data_root())
     return dag_run, store, store.join("instruct", partition_for({"dag_run": dag_run}))
 
-
-def _state(obj) -> str:
-    return str(getattr(obj.state, "value", obj.state))
 
 
 def _jsonl(store, url):
@@ -48,7 +43,7 @@ def _rows(store, base, folder):
 
 def test_instruct_end_to_end(instruct_dag, embedded_llm):
     dag_run, store, base = _run(instruct_dag, SMALL)
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == [] and summary["stage_order"] == STAGES
     stages = summary["stages"]
@@ -111,6 +106,6 @@ def test_instruct_end_to_end(instruct_dag, embedded_llm):
 
 def test_unknown_judge_attribute_fails_the_run_at_the_start_without_retries(instruct_dag):
     dag_run, _, _ = _run(instruct_dag, {"judge_weights": {"helpfulness": 1.0, "humour": 1.0}})
-    assert _state(dag_run) == "failed"
+    assert run_state(dag_run) == "failed"
     ti = dag_run.get_task_instance("prepare")
-    assert _state(ti) == "failed" and ti.try_number == 1
+    assert run_state(ti) == "failed" and ti.try_number == 1

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_dag, run_state
 from tests.synth_tasks.methods.knowledge_graph_replies import reply
 
 pytestmark = [pytest.mark.airflow]
@@ -21,13 +21,8 @@ GRAPH_FILES = ("entities.parquet", "relationships.parquet", "communities.parquet
 
 @pytest.fixture(scope="module")
 def kg_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    return load_dag("knowledge_graph")
 
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["knowledge_graph"]
-
-
-def _state(obj) -> str:
-    return str(getattr(obj.state, "value", obj.state))
 
 
 def _run(dag, conf):
@@ -70,7 +65,7 @@ def test_records_reach_final_with_the_graph_files_on_a_scripted_endpoint(kg_dag,
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     conf = {"chunk_tokens": 300, "chunk_overlap": 50, "paths_per_length": 6, "max_reports": 3, "shard_size": 8}
     dag_run, store, base, summary = _run(kg_dag, conf)
-    assert _state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["produced"] == 26 and stages["extract"]["shards"] == 4
     assert summary["info"]["graph"]["entities"] > 10 and summary["info"]["graph"]["relationships"] > 5
@@ -106,7 +101,7 @@ def test_the_embedded_model_extracts_a_graph_and_the_ledger_balances(kg_dag, emb
             "max_reports": 0, "path_hops": [], "global_questions": False, "summary_min_chars": 4000,
             "entity_grounding_threshold": 0}
     dag_run, store, base, summary = _run(kg_dag, conf)
-    assert _state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     for name, s in stages.items():
         assert s["kept"] + s["filtered"] + s["failed"] == s["input"], name

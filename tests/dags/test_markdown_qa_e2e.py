@@ -7,18 +7,15 @@ import shutil
 
 import pytest
 
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, load_dag
 
 pytestmark = [pytest.mark.airflow]
 
-DAGS = ROOT / "dags"
 
 
 @pytest.fixture(scope="module")
 def qa_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS)).dags["markdown_qa"]
+    return load_dag("markdown_qa")
 
 
 def _run(dag, conf):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from synth_tasks.method import REGISTRY, load_method
-from tests.conftest import FIXTURE_DAGS, ROOT
+from tests.conftest import FIXTURE_DAGS, ROOT, load_dag, run_state
 
 pytestmark = [pytest.mark.airflow]
 
@@ -25,20 +25,15 @@ def dags(airflow_db):
 
 @pytest.fixture(scope="module")
 def uppercase_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    return load_dag("uppercase", FIXTURE_DAGS)
 
-    return DagBag(dag_folder=str(FIXTURE_DAGS)).dags["uppercase"]
-
-
-def _state(obj) -> str:
-    return str(getattr(obj.state, "value", obj.state))
 
 
 def test_the_fixture_method_runs_end_to_end_from_its_declaration(uppercase_dag):
     from synth_tasks.airflow_glue import data_root, partition_for, store_for
 
     dag_run = uppercase_dag.test(run_conf={"train_ratio": 1.0})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     store = store_for(data_root())
     base = store.join("uppercase", partition_for({"dag_run": dag_run}))
     summary = store.read_json(f"{base}/_summary.json")
@@ -142,4 +137,4 @@ def test_mind_styles_are_a_multi_select(dags):
 def test_a_parse_time_setting_changed_at_trigger_fails_the_run_naming_it(uppercase_dag):
     dag_run = uppercase_dag.test(run_conf={"max_active_tasks_per_run": 9})
     ti = dag_run.get_task_instance("prepare")
-    assert _state(dag_run) == "failed" and _state(ti) == "failed" and ti.try_number == 1
+    assert run_state(dag_run) == "failed" and run_state(ti) == "failed" and ti.try_number == 1

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, load_dag, run_state
 
 pytestmark = [pytest.mark.llm, pytest.mark.airflow]
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 SMALL = {"max_chunks": 2, "styles": ["teacher_student", "two_students", "interview"], "max_tokens": 256,
          "shard_size": 4, "train_ratio": 0.5}
 
 
 @pytest.fixture(scope="module")
 def mind_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS)).dags["mind"]
+    return load_dag("mind")
 
 
 def _run(dag, conf):
@@ -34,9 +30,6 @@ def _run(dag, conf):
     return dag_run, store, base
 
 
-def _state(dag_run) -> str:
-    return str(getattr(dag_run.state, "value", dag_run.state))
-
 
 def _jsonl(store, url):
     return [json.loads(line) for line in store.read_bytes(url).decode().splitlines()]
@@ -44,7 +37,7 @@ def _jsonl(store, url):
 
 def test_mind_end_to_end_then_rerun_from_cache(mind_dag, embedded_llm):
     dag_run, store, base = _run(mind_dag, SMALL)
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == []
     stages = summary["stages"]
@@ -81,7 +74,7 @@ def test_mind_end_to_end_then_rerun_from_cache(mind_dag, embedded_llm):
 
     # a second run re-sends zero requests: every answer comes from the response cache
     dag_run2, store, base2 = _run(mind_dag, SMALL)
-    assert _state(dag_run2) == "success" and base2 != base
+    assert run_state(dag_run2) == "success" and base2 != base
     summary2 = store.read_json(f"{base2}/_summary.json")
     assert summary2["usage"]["requests"] == 0
     assert summary2["counts"] == summary["counts"]
@@ -100,7 +93,7 @@ def test_records_reach_final_with_their_full_shape(mind_dag, fault_server, monke
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     dag_run, store, base = _run(mind_dag, SMALL | {"train_ratio": 0.5})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     n_jobs = 2 * len(SMALL["styles"])
     assert summary["stages"]["filter"]["kept"] == n_jobs and summary["accounted_for"]
@@ -121,7 +114,7 @@ def test_bad_files_fail_alone_and_the_run_goes_on(mind_dag, embedded_llm, tmp_pa
     (folder / "corrupt.parquet").write_bytes(b"PAR1 garbage")
     (folder / "latin1.jsonl").write_bytes(b'{"id": "x", "text": "caf\xe9"}\n')
     dag_run, store, base = _run(mind_dag, SMALL | {"input_path": str(folder), "max_chunks": 1})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     prepare = store.read_json(f"{base}/_summary.json")["stages"]["prepare"]
     assert prepare["error_kinds"] == {"bad_file": 1, "bad_row": 1} and prepare["kept"] == 1
     ledger = {r["record_id"]: r for r in store.read_parquet(f"{base}/_ledger/prepare/part-00000.parquet")}
@@ -133,7 +126,7 @@ def test_unusable_input_fails_the_run_at_the_start_without_retries(mind_dag, tmp
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     dag_run, _, _ = _run(mind_dag, {"input_path": str(empty)})
-    assert _state(dag_run) == "failed"
+    assert run_state(dag_run) == "failed"
     ti = dag_run.get_task_instance("prepare")
     assert str(getattr(ti.state, "value", ti.state)) == "failed" and ti.try_number == 1
 
@@ -152,10 +145,10 @@ def test_an_input_outside_the_allowed_roots_fails_at_once_naming_it(mind_dag, tm
     secret = "/etc/hostname"
     dag_run, _, _ = _run(mind_dag, {"input_path": secret})
     ti = dag_run.get_task_instance("prepare")
-    assert _state(dag_run) == "failed" and _state(ti) == "failed" and ti.try_number == 1
+    assert run_state(dag_run) == "failed" and run_state(ti) == "failed" and ti.try_number == 1
 
 
 def test_a_named_connection_that_does_not_exist_fails_the_run_naming_it(mind_dag):
     dag_run, _, _ = _run(mind_dag, SMALL | {"llm_conn_id": "vllm_prod_typo"})
-    failed = {(ti.task_id, ti.try_number) for ti in dag_run.get_task_instances() if _state(ti) == "failed"}
-    assert _state(dag_run) == "failed" and failed == {("generate", 1)}, failed
+    failed = {(ti.task_id, ti.try_number) for ti in dag_run.get_task_instances() if run_state(ti) == "failed"}
+    assert run_state(dag_run) == "failed" and failed == {("generate", 1)}, failed

@@ -8,20 +8,17 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_dag, run_state
 from tests.synth_tasks.methods import papers_pdfs as pdfs
 from tests.synth_tasks.methods.papers_replies import grounded_reply
 
 pytestmark = [pytest.mark.airflow]
 
-DAGS = ROOT / "dags"
 
 
 @pytest.fixture(scope="module")
 def papers_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS)).dags["papers"]
+    return load_dag("papers")
 
 
 def _run(dag, conf):
@@ -32,9 +29,6 @@ def _run(dag, conf):
     base = store.join("papers", partition_for({"dag_run": dag_run}))
     return dag_run, store, base
 
-
-def _state(obj) -> str:
-    return str(getattr(obj.state, "value", obj.state))
 
 
 def _final(store, summary) -> list[dict]:
@@ -65,7 +59,7 @@ def test_grounded_pairs_reach_final_and_a_bad_pdf_fails_alone(papers_dag, fault_
     (folder / "paper.pdf").write_bytes(pdfs.two_column_paper())
     (folder / "locked.pdf").write_bytes(pdfs.encrypted_pdf())
     dag_run, store, base = _run(papers_dag, {"input_path": str(folder), "train_ratio": 1.0})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]
@@ -106,7 +100,7 @@ def test_the_embedded_model_end_to_end(papers_dag, embedded_llm, tmp_path):
     dag_run, store, base = _run(papers_dag, {"input_path": str(folder), "max_contexts_per_paper": 2,
                                              "questions_per_context": 1, "multi_hop_per_paper": 1,
                                              "max_tokens": 256, "train_ratio": 1.0})
-    assert _state(dag_run) == "success"
+    assert run_state(dag_run) == "success"
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]

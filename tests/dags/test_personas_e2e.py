@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE, load_dag, run_state
 from tests.synth_tasks.methods.personas_replies import reply
 
 pytestmark = [pytest.mark.airflow]
@@ -16,13 +16,8 @@ pytestmark = [pytest.mark.airflow]
 
 @pytest.fixture(scope="module")
 def personas_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    return load_dag("personas")
 
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["personas"]
-
-
-def _state(obj) -> str:
-    return str(getattr(obj.state, "value", obj.state))
 
 
 def _run(dag, conf):
@@ -53,7 +48,7 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
     monkeypatch.setenv("SYNTH_DATA_ROOT", f"file://{tmp_path}/data")  # a hub of this test's own
     conf = {"max_personas": 3, "turns": 2, "train_ratio": 0.5, "shard_size": 8}
     dag_run, store, summary = _run(personas_dag, conf)
-    assert _state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["kept"] == 4 and stages["text_to_persona"]["produced"] == 12
     assert stages["expand"]["produced"] == 36 and stages["dedup"]["kept"] == 27
@@ -81,7 +76,7 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
 
     # a second run over the same texts finds nothing new: the hub stays as it was
     dag_run2, store, summary2 = _run(personas_dag, conf)
-    assert _state(dag_run2) == "success" and summary2["accounted_for"]
+    assert run_state(dag_run2) == "success" and summary2["accounted_for"]
     assert summary2["info"]["personas"] == summary2["info"]["personas"] | {
         "hub_before": 27, "candidates": 36, "minhash_duplicates": 36, "new": 0, "hub_after": 27}
     assert summary2["counts"]["train"] + summary2["counts"]["validation"] == 0 and len(_hub(store)) == 27
@@ -96,7 +91,7 @@ def test_the_embedded_model_grows_a_hub_and_the_ledger_balances(personas_dag, em
     small = {"personas_per_text": 1, "expand_depth": 1, "relations_per_persona": 1, "max_personas": 1,
              "templates": ["user_instruction"], "source": "none", "max_tokens": 96, "text_max_chars": 400}
     dag_run, store, summary = _run(personas_dag, small)
-    assert _state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     for name, s in stages.items():
         assert s["kept"] + s["filtered"] + s["failed"] == s["input"], name

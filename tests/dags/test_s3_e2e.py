@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE, load_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -23,9 +23,7 @@ DIALOGUE = ("Teacher: Today we look at the variance of a random variable and why
 
 @pytest.fixture(scope="module")
 def mind_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["mind"]
+    return load_dag("mind")
 
 
 def _keys(client, bucket: str, prefix: str) -> list[str]:
