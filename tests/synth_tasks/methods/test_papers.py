@@ -233,8 +233,10 @@ def test_figures_go_to_a_vision_endpoint_as_image_parts(layout, tmp_path, fault_
     _run(layout, papers.PapersConfig(describe_figures=True), folder, fault_server, until="publish")
     image_requests = [r for r in fault_server.requests if not isinstance(r["messages"][0]["content"], str)]
     assert len(image_requests) == 2
-    text, image = image_requests[0]["messages"][0]["content"]
-    assert pdfs.FIGURE_1_CAPTION in text["text"] and image["image_url"]["url"].startswith("data:image/png;base64,")
+    # the two figures' requests run concurrently: find figure 1's by its caption, not by arrival order
+    [(text, image)] = [r["messages"][0]["content"] for r in image_requests
+                       if pdfs.FIGURE_1_CAPTION in r["messages"][0]["content"][0]["text"]]
+    assert image["image_url"]["url"].startswith("data:image/png;base64,")
     rows = layout.store.read_parquet(f"{layout.base}/publish/paper/papers.parquet")
     assert [r["figure_description"] for r in rows if r["kind"] == "figure_caption"] == ["Two boxes joined by an arrow."] * 2
 
