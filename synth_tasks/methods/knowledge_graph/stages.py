@@ -193,11 +193,11 @@ def extraction_format(run) -> str:
 
 def gleaning_rounds(cfg, endpoint) -> int:
     """The Param, else 1 (GraphRAG's default), or 0 on the embedded 135M model."""
-    from synth_tasks.llm.embedded import MODEL_ALIAS
+    from synth_tasks.llm.embedded import SMOLLM2
 
     if cfg.gleaning_rounds is not None:
         return cfg.gleaning_rounds
-    return 0 if endpoint.model == MODEL_ALIAS else 1
+    return 0 if endpoint.model == SMOLLM2.alias else 1
 
 
 async def extract_chunk(llm, cfg, chunk: dict, fmt: str, rounds: int = 0) -> dict:

@@ -166,11 +166,12 @@ def extract_papers(run, files: list[str]) -> None:
 # describe (figures, optional)
 # --------------------------------------------------------------------------------------------
 def _text_only(endpoint) -> bool:
-    """The embedded llama.cpp server runs a text model: it is never sent images."""
+    """The embedded llama.cpp servers run text models: they are never sent images."""
     from synth_tasks.llm import embedded
 
-    state = embedded.read_state() or {}
-    return endpoint.model == embedded.MODEL_ALIAS or endpoint.base_url == state.get("base_url")
+    models = embedded.MODELS.values()
+    return endpoint.model in {m.alias for m in models} or any(
+        endpoint.base_url == (embedded.read_state(m) or {}).get("base_url") for m in models)
 
 
 def figure_messages(caption: str, png: bytes) -> list[dict]:

@@ -31,3 +31,26 @@ def test_no_endpoint_at_all_says_how_to_start_one(monkeypatch, tmp_path):
     monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path))
     with pytest.raises(EndpointNotConfigured, match="make llm-up"):
         resolve_endpoint()
+
+
+def test_the_embedded_servers_state_says_how_many_requests_it_computes_at_once(monkeypatch, tmp_path):
+    import json
+    import os
+
+    from synth_tasks.llm import embedded
+
+    monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path))
+    state = {"pid": os.getpid(), "base_url": "http://127.0.0.1:9/v1", "model": embedded.QUALITY.alias,
+             "structured_output": "json_object_schema", "max_concurrency": 1, "context_tokens": 8192}
+    (tmp_path / "llm-server-quality.json").write_text(json.dumps(state))
+    with pytest.raises(EndpointNotConfigured, match="--model smollm2"):
+        resolve_endpoint()  # the default embedded model's server is not running
+    monkeypatch.setenv("SYNTH_EMBEDDED_MODEL", "quality")
+    endpoint = resolve_endpoint()
+    assert (endpoint.model, endpoint.max_concurrency) == ("qwen2.5-coder-1.5b-instruct", 1)
+
+
+def test_a_connection_may_say_how_many_requests_its_endpoint_computes_at_once():
+    endpoint = resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m", "max_concurrency": "16"}})
+    assert endpoint.max_concurrency == 16
+    assert resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m"}}).max_concurrency is None

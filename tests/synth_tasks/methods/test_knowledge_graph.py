@@ -353,12 +353,12 @@ def test_config_checks():
 
 
 def test_gleaning_defaults_to_one_round_except_on_the_embedded_model():
-    from synth_tasks.llm.embedded import MODEL_ALIAS
+    from synth_tasks.llm.embedded import SMOLLM2
     from synth_tasks.methods.knowledge_graph.stages import gleaning_rounds
 
     cfg = parse_config(KG.KnowledgeGraphConfig, {"input_path": "x"})
     real = EndpointConfig(base_url="http://vllm:8000/v1", model="Qwen/Qwen2.5-7B-Instruct")
-    embedded = EndpointConfig(base_url="http://127.0.0.1:1/v1", model=MODEL_ALIAS)
+    embedded = EndpointConfig(base_url="http://127.0.0.1:1/v1", model=SMOLLM2.alias)
     assert (gleaning_rounds(cfg, real), gleaning_rounds(cfg, embedded)) == (1, 0)
     cfg = parse_config(KG.KnowledgeGraphConfig, {"input_path": "x", "gleaning_rounds": 2})
     assert (gleaning_rounds(cfg, real), gleaning_rounds(cfg, embedded)) == (2, 2)

@@ -244,7 +244,7 @@ def test_figures_go_to_a_vision_endpoint_as_image_parts(layout, tmp_path, fault_
 def test_the_embedded_text_model_is_never_sent_images(layout, tmp_path, fault_server, monkeypatch):
     from synth_tasks.llm import embedded
 
-    monkeypatch.setattr(embedded, "read_state", lambda: {"base_url": fault_server.base_url})
+    monkeypatch.setattr(embedded, "read_state", lambda model=None: {"base_url": fault_server.base_url})
     folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
     _run(layout, papers.PapersConfig(describe_figures=True), folder, fault_server, until="publish")
     assert fault_server.requests == []
