@@ -116,13 +116,45 @@ def _classify(exc: BaseException) -> str:
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+# A backslash that is not itself escaped, followed by a word: a JSON escape (\n, \t, \u00e9) or a
+# LaTeX command a model wrote with one backslash (\frac, \bar, \sigma).
+_BACKSLASH_WORD = re.compile(r"(?<!\\)((?:\\\\)*)\\([A-Za-z]+)")
+# LaTeX commands whose first letter is also a JSON escape (\b \f \n \r \t \u): read as JSON, "\bar"
+# is a backspace and "ar", "\frac" a form feed and "rac", "\nu" a newline and "u".
+LATEX_COMMANDS = frozenset("""
+bar beta big Big bigg Bigg bigl bigr binom bf bm boldsymbol bot bullet bmod bigcup bigcap bigoplus
+frac forall flat frown
+nu neq ne nabla neg not notin nmid nexists newline nolimits nonumber nleq ngeq
+rho right rightarrow Rightarrow rangle rceil rfloor rm Re rbrace
+times text textbf textit textrm texttt theta Theta tau to top tilde triangle tfrac tan tanh therefore
+tbinom textstyle
+underline underbrace uparrow Uparrow upsilon Upsilon
+""".split())
+
+
+def _latex_escape(m: re.Match) -> str:
+    pairs, word = m.group(1), m.group(2)
+    first = word[0]
+    if first not in "bfnrtu":  # \sigma, \cdot, \lambda: not a JSON escape at all
+        return f"{pairs}\\\\{word}"
+    if first == "u" and re.match(r"u[0-9A-Fa-f]{4}", word):
+        return m.group(0)
+    return f"{pairs}\\\\{word}" if word in LATEX_COMMANDS else m.group(0)
+
+
+def repair_latex_escapes(text: str) -> str:
+    """JSON text whose LaTeX commands are escaped as JSON needs them (one backslash doubled), so
+    that "$\bar{X}$" reads back as written instead of a backspace and "ar{X}". A JSON escape that
+    starts a word which is no LaTeX command (a newline before "The") is left alone."""
+    return _BACKSLASH_WORD.sub(_latex_escape, text) if "\\" in text else text
 
 
 def _json_text(text: str) -> str:
-    """Models often wrap JSON in a code fence; take what is inside."""
+    """The JSON an answer holds: inside a code fence where the model wrapped it in one, and with its
+    LaTeX commands' backslashes escaped (``repair_latex_escapes``)."""
     stripped = text.strip()
     m = _FENCE.match(stripped)
-    return m.group(1) if m else stripped
+    return repair_latex_escapes(m.group(1) if m else stripped)
 
 
 class LLMClient:
@@ -142,7 +174,11 @@ class LLMClient:
         self.endpoint = endpoint
         # Whose answers the cache holds: this endpoint's, unless the run names a shared namespace.
         self.cache_namespace = cache_namespace or endpoint.base_url
-        self.concurrency = concurrency
+        # Never more in flight than the endpoint can compute at once (where it says).
+        self.concurrency = min(concurrency, endpoint.max_concurrency or concurrency)
+        if self.concurrency < concurrency:
+            log.info("concurrency %d capped at %d: the endpoint computes %d request(s) at once",
+                     concurrency, self.concurrency, self.concurrency)
         self.request_timeout_s = request_timeout_s
         self.max_retries = max_retries
         self.cache = cache

@@ -3,6 +3,7 @@ prompt it came from) and returning a Verdict; a drop always carries its reason f
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -98,3 +99,79 @@ def first_drop(filters, text: str, prompt: str = "") -> Verdict:
         if not verdict.keep:
             return verdict
     return KEEP
+
+
+_TERM = re.compile(r"[a-z][a-z0-9]+")
+
+
+def content_terms(text: str) -> list[str]:
+    """The text's content words in order: lower case, English stop words and words under 3 letters
+    left out, a plural "s" cut (so "deviations" counts as "deviation")."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    terms = []
+    for word in _TERM.findall(text.lower()):
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        if len(word) >= 3 and word not in ENGLISH_STOP_WORDS:
+            terms.append(word)
+    return terms
+
+
+def key_terms(source: str, k: int) -> list[str]:
+    """The source's ``k`` most frequent content terms (ties: first seen first)."""
+    counts = Counter(content_terms(source))
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:k]]
+
+
+def topic_overlap(text: str, source: str, k: int = 20) -> float:
+    """Share of the source's ``k`` key terms that the text uses: 0 when it talks about something
+    else, near 1 when it covers what the source is about."""
+    keys = key_terms(source, k)
+    if not keys:
+        return 1.0
+    used = set(content_terms(text))
+    return sum(t in used for t in keys) / len(keys)
+
+
+@dataclass(frozen=True)
+class OnTopic:
+    """An output meant to stay on its source (the ``prompt`` argument: the source text itself, not
+    the instruction around it) must use enough of the source's key terms. Calibrated on MIND
+    conversations of both embedded models (bench/results/method_quality.json, README): on-topic
+    dialogues use 35-90 % of their context's 20 key terms, off-topic ones 0-10 %."""
+
+    min_overlap: float = 0.2
+    k: int = 20
+    name: str = "off_topic"
+
+    def __call__(self, text: str, prompt: str = "") -> Verdict:
+        if not prompt:
+            return KEEP
+        overlap = topic_overlap(text, prompt, self.k)
+        if overlap < self.min_overlap:
+            return drop(f"{self.name}: uses {overlap:.0%} of its source's {self.k} key terms < {self.min_overlap:.0%}")
+        return KEEP
+
+
+# A template slot left unfilled: "[name]", "[field]", "<topic>", "{persona}", "XYZ", "...".
+_PLACEHOLDER = re.compile(r"\[[A-Za-z][A-Za-z _/-]{0,30}\]|<[a-z][a-z _-]{0,30}>|\{[a-z_][a-z_ ]{0,30}\}|\bX{2,}\b"
+                          r"|\b(?:lorem ipsum|insert [a-z]+ here|your name)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class NoPlaceholders:
+    """Text that is a template rather than content: an unfilled slot ("This is a [name] who has been
+    studying [field]"), or too few words once ellipses and punctuation are gone ("...")."""
+
+    min_words: int = 5
+    name: str = "placeholder"
+
+    def __call__(self, text: str, prompt: str = "") -> Verdict:
+        slot = _PLACEHOLDER.search(text)
+        if slot:
+            return drop(f"{self.name}: unfilled slot {slot.group(0)!r}")
+        words = re.findall(r"[^\W\d_]{2,}", text)
+        if len(words) < self.min_words:
+            return drop(f"{self.name}: {len(words)} words < {self.min_words}")
+        return KEEP

@@ -217,7 +217,8 @@ def clean_story(text: str) -> str:
 
 
 def generate(run, jobs: list[dict]) -> None:
-    """Write one story per job from its stage's prompt (content words and features drawn per job)."""
+    """Write one story per job from its stage's prompt (content words and features drawn per job); a
+    story cut off at max_tokens is filtered as truncated (a story without its end teaches nothing)."""
     cfg: CurriculumConfig = run.cfg
     answered = run.llm_calls(jobs, lambda job: run.llm.chat([{"role": "user", "content": job["prompt"]}],
                                                             cfg.sampling(job["id"])))
@@ -225,6 +226,8 @@ def generate(run, jobs: list[dict]) -> None:
         story = clean_story(result.text)
         if not story:
             run.filtered(job["id"], "empty_story: the model wrote nothing", raw=result.text)
+        elif result.finish_reason == "length":
+            run.filtered(job["id"], f"truncated: cut off at max_tokens={cfg.max_tokens}", raw=result.text)
         else:
             run.kept(job["id"], job | {"text": story, "model": result.model, "finish_reason": result.finish_reason})
 

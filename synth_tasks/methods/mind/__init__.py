@@ -81,6 +81,10 @@ class MindConfig(LLMParams):
                             ge=16, le=32768)
     min_conversation_tokens: int = param(50, "Drop conversations shorter than this.", section="Quality",
                                          title="Min conversation tokens", ge=0)
+    min_topic_overlap: float = param(
+        0.2, "Drop conversations (off_topic) that use less than this share of their context's 20 most "
+        "frequent content terms; 0 turns the check off.", section="Quality", title="Min topic overlap",
+        ge=0.0, le=1.0)
 
     def sampling(self, job_id: str) -> SamplingParams:
         return SamplingParams.seeded(self.seed, job_id, temperature=self.temperature, top_p=self.top_p,
@@ -108,6 +112,9 @@ def salvage_turns(raw: str, model) -> list | None:
 
     from pydantic import ValidationError
 
+    from synth_tasks.llm.client import repair_latex_escapes
+
+    raw = repair_latex_escapes(raw)
     turn_model = model.model_fields["turns"].annotation.__args__[0]
     start = raw.find("[", raw.find('"turns"') + 1 if '"turns"' in raw else 0)
     decoder, turns, pos = json.JSONDecoder(strict=False), [], start + 1
@@ -170,14 +177,14 @@ def generate(run, jobs: list[dict]) -> None:
     """Send every job of one shard to the LLM, as free text or as JSON turns (``dialogue_format``);
     failures are recorded with their error and raw answer."""
     from synth_tasks.llm.client import LLMError
-    from synth_tasks.methods.mind.dialogue import Turn, format_turns
+    from synth_tasks.methods.mind.dialogue import Turn, format_turns, strip_own_label
 
     cfg: MindConfig = run.cfg
     form = dialogue_format(cfg, run.llm.endpoint)
     models = {style: turns_model(style) for style in cfg.styles} if form == DialogueFormat.JSON_TURNS else {}
 
     def rendered(turns) -> str:
-        return format_turns([Turn(t.speaker, " ".join(t.text.split())) for t in turns])
+        return format_turns([Turn(t.speaker, strip_own_label(t.speaker, " ".join(t.text.split()))) for t in turns])
 
     def answer(text: str, result) -> dict:
         return {"raw_text": text, "model": result.model, "finish_reason": result.finish_reason,
@@ -236,15 +243,19 @@ def conversation_filters(cfg: MindConfig) -> list:
 
 
 def filter_conversations(run, rows: list[dict]) -> None:
-    """Turn raw outputs into MIND records; drop short and degenerate ones with their reason."""
-    from synth_tasks.quality.filters import first_drop
+    """Turn raw outputs into MIND records; drop short, degenerate and off-topic ones with their
+    reason (off_topic: the conversation uses too few of its context's key terms)."""
+    from synth_tasks.quality.filters import OnTopic, first_drop, topic_overlap
     from synth_tasks.methods.mind.dialogue import format_turns, parse_turns, to_messages
     from synth_tasks.text.tokens import count_tokens
 
     filters = conversation_filters(run.cfg)
+    on_topic = OnTopic(run.cfg.min_topic_overlap)
     for row in rows:
         prompt = build_messages(row["style"], row["context"])[0]["content"]
         verdict = first_drop(filters, row["raw_text"], prompt)
+        if verdict.keep:
+            verdict = on_topic(row["raw_text"], row["context"])
         if not verdict.keep:
             run.filtered(row["id"], verdict.reason, text=row["raw_text"])
             continue
@@ -254,6 +265,7 @@ def filter_conversations(run, rows: list[dict]) -> None:
             "id": row["id"], "text": text, "style": row["style"], "source_id": row["source_id"],
             "chunk_id": row["chunk_id"], "model": row["model"], "messages": to_messages(turns),
             "n_tokens": count_tokens(text), "n_turns": len(turns),
+            "topic_overlap": round(topic_overlap(text, row["context"]), 3),
             "truncated": row["finish_reason"] in ("length", INCOMPLETE_JSON), "source_file": row["source_file"],
         })
 

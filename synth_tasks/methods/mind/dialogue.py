@@ -18,9 +18,20 @@ class Turn:
     text: str
 
 
+def strip_own_label(speaker: str, text: str) -> str:
+    """A turn's text without its own speaker label repeated at its start ("Student 1: Student 1: In
+    statistics ..." -> "In statistics ..."), as models write it in JSON turns that already name the
+    speaker."""
+    label = re.compile(rf"^\s*(?:\*\*)?{re.escape(speaker)}(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
+    while (m := label.match(text)) and m.end() < len(text):
+        text = text[m.end():]
+    return text
+
+
 def parse_turns(text: str) -> list[Turn]:
     """Split a dialogue into turns; lines without a label continue the current turn. Text before the
-    first label (a preamble such as "Here is the conversation:") is not a turn."""
+    first label (a preamble such as "Here is the conversation:") is not a turn. A turn that repeats
+    its own label ("Teacher: Teacher: ...") keeps one."""
     turns: list[list[str]] = []
     for line in text.splitlines():
         m = _TURN.match(line)
@@ -28,7 +39,7 @@ def parse_turns(text: str) -> list[Turn]:
             turns.append([m.group(1).strip(), m.group(2).strip()])
         elif turns and line.strip():
             turns[-1][1] = f"{turns[-1][1]}\n{line.strip()}".strip()
-    return [Turn(s, t) for s, t in turns if t]
+    return [Turn(s, strip_own_label(s, t)) for s, t in turns if t]
 
 
 def format_turns(turns: list[Turn]) -> str:

@@ -146,15 +146,29 @@ def expand(run, personas: list[dict]) -> None:
 # dedup against the hub, and the hub part of this partition
 # --------------------------------------------------------------------------------------------
 def dedup_personas(run, personas: list[dict]) -> None:
-    """Drop personas that nearly duplicate one in the hub or an earlier one of this run: MinHash
+    """Drop placeholder personas (template slots, no words), then those that nearly duplicate one in
+    the hub or an earlier one of this run: MinHash
     over words (Jaccard >= `minhash_threshold`), then MiniLM cosine (>= `embedding_threshold`);
     each names the persona it duplicates. The new ones become this partition's hub part."""
     from synth_tasks.methods.personas.hub import (created_date, embedding_duplicates, minhash_duplicates,
                                                   read_hub, write_hub_part)
 
+    from synth_tasks.quality.filters import NoPlaceholders
+
     cfg, store, partition = run.cfg, run.store, run.layout.partition
     hub = read_hub(store, except_partition=partition)
-    personas = sorted(personas, key=lambda p: p["id"])
+    # A template ("This is a [name] who has been studying [field]", "...") is no persona: it never
+    # reaches the hub.
+    real = NoPlaceholders()
+    candidates = []
+    for p in sorted(personas, key=lambda p: p["id"]):
+        verdict = real(p["description"])
+        if verdict.keep:
+            candidates.append(p)
+        else:
+            run.filtered(p["id"], verdict.reason, description=p["description"])
+    run.info["placeholder_personas"] = len(personas) - len(candidates)
+    personas = candidates
     first = minhash_duplicates([h["description"] for h in hub], [h["id"] for h in hub],
                                [p["description"] for p in personas], [p["id"] for p in personas],
                                cfg.minhash_threshold)

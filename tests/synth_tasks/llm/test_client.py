@@ -117,6 +117,21 @@ def test_concurrency_is_bounded(fault_server):
     assert fault_server.max_in_flight == 2
 
 
+def test_an_endpoint_that_computes_one_request_at_a_time_never_gets_two(fault_server):
+    # The embedded llama.cpp server says max_concurrency 1: a second request would wait in its queue,
+    # time out there and be re-sent while the server still computed the first.
+    fault_server.latency_s = 0.05
+    endpoint = EndpointConfig(base_url=fault_server.base_url, model="fault-model", max_concurrency=1)
+    client = LLMClient(endpoint, concurrency=8)
+
+    async def many():
+        await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}], SAMPLING) for i in range(6)))
+        await client.aclose()
+
+    run(many())
+    assert client.concurrency == 1 and fault_server.max_in_flight == 1 and len(fault_server.requests) == 6
+
+
 def test_cache_resends_nothing_that_completed(fault_server, store):
     cache = ResponseCache(store, store.join("_cache"))
     first = make_client(fault_server, cache=cache)
@@ -276,3 +291,17 @@ def test_another_endpoint_under_the_same_model_name_gets_no_old_answers(store):
         assert run(_chat(shared_a)).text == "from A"
         assert run(_chat(shared_b)).text == "from A" and len(b.requests) == 1  # shared on purpose
 
+
+
+def test_latex_written_with_one_backslash_in_json_reads_back_as_written():
+    from synth_tasks.llm.client import repair_latex_escapes
+
+    class Turn(BaseModel):
+        text: str
+
+    # As the quality model writes it: JSON, with LaTeX commands escaped once.
+    raw = r'{"text": "$\bar{X} = \frac{1}{n}\sum X_i$, so $\sigma \times \nu$ and \text{SD}.\nNext line \u00e9 \\bar"}'
+    text = Turn.model_validate_json(repair_latex_escapes(raw)).text
+    assert text == "$\\bar{X} = \\frac{1}{n}\\sum X_i$, so $\\sigma \\times \\nu$ and \\text{SD}.\nNext line \u00e9 \\bar"
+    # JSON that needs no repair is left as it is
+    assert repair_latex_escapes('{"text": "a\\nThe b\\t c"}') == '{"text": "a\\nThe b\\t c"}'

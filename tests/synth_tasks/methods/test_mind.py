@@ -94,8 +94,11 @@ def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault
              "deviation from its mean, and the standard deviation is its square root, measured in the same "
              "units as the variable. Chebyshev's inequality bounds how often a variable is far from its mean.")
     fault_server.script.extend([f"text:{essay}", "500"])
+    # One scripted dialogue for every context: about variance, so off-topic for most of them (the
+    # topic check is tested on its own below).
     cfg = mind.MindConfig(styles=["two_students", "teacher_student"], shard_size=4, max_retries=0,
-                          train_ratio=0.5, concurrency=1)  # one at a time: the script meets jobs in order
+                          train_ratio=0.5, concurrency=1,  # one at a time: the script meets jobs in order
+                          min_topic_overlap=0)
     results = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
                          endpoint_for=lambda conn_param: _endpoint(fault_server))
     shards = results["prepare"]

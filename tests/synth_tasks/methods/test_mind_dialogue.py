@@ -1,4 +1,4 @@
-from synth_tasks.methods.mind.dialogue import Turn, format_turns, parse_turns, to_messages
+from synth_tasks.methods.mind.dialogue import Turn, format_turns, parse_turns, strip_own_label, to_messages
 
 DIALOGUE = """Here is the conversation:
 
@@ -31,3 +31,12 @@ def test_messages_alternate_roles_and_merge_runs():
 def test_format_round_trip():
     turns = [Turn("A", "one"), Turn("B", "two")]
     assert parse_turns(format_turns(turns)) == turns
+
+
+def test_a_turn_that_repeats_its_own_label_keeps_one():
+    text = "Student 1: Student 1: In statistics, the mean is the center.\nStudent 2: **Student 2:** And the spread?"
+    assert parse_turns(text) == [Turn("Student 1", "In statistics, the mean is the center."),
+                                 Turn("Student 2", "And the spread?")]
+    # another speaker's name, or the label alone, is content
+    assert strip_own_label("Teacher", "Student: asked this.") == "Student: asked this."
+    assert strip_own_label("Teacher", "Teacher:") == "Teacher:"

@@ -41,3 +41,28 @@ def test_first_drop_reports_the_first_failing_filter():
     filters = [MinTokens(5), SpeakerTurns(), Repetition()]
     assert first_drop(filters, GOOD).keep
     assert first_drop(filters, "plain prose without any speakers in it").reason.startswith("missing_speaker_turns")
+
+
+def test_on_topic_keeps_a_dialogue_about_its_context_and_drops_one_about_something_else():
+    from synth_tasks.quality.filters import OnTopic, topic_overlap
+
+    context = ("The standard deviation of a random variable measures how far the variable is from its mean. "
+               "The variance is the expected squared deviation from the mean, and the standard deviation is "
+               "the square root of the variance, in the units of the variable.")
+    off_topic = ("Student 1: There is an amazing variety of topics you can share with your visitors.\n"
+                 "Student 2: Yes, thanks to your kindness and generosity, we can all enjoy them.")
+    assert OnTopic()(GOOD, context).keep and topic_overlap(GOOD, context) >= 0.4
+    verdict = OnTopic()(off_topic, context)
+    assert not verdict.keep and verdict.reason.startswith("off_topic: uses 0% of its source's 20 key terms")
+    assert OnTopic()(off_topic, "").keep  # nothing to stay on
+
+
+def test_placeholders_are_not_content():
+    from synth_tasks.quality.filters import NoPlaceholders
+
+    check = NoPlaceholders()
+    assert check("This is a [name] who has been studying [field].").reason == "placeholder: unfilled slot '[name]'"
+    assert check("...").reason == "placeholder: 0 words < 5"
+    assert check("A <profession> working in <city>.").reason.startswith("placeholder: unfilled slot")
+    assert check("A retired beekeeper in Vermont who tracks varroa mite counts every week.").keep
+    assert check("A statistician who cites [1] and [Smith 2020] in every report.").keep  # citations are content
