@@ -34,10 +34,11 @@ def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, t
     folder.mkdir()
     shutil.copy(ROOT / "include/sample_data/markdown_qa/docs/ch03-04-comments.md", folder)
     shutil.copy(DATA / "markdown" / "service_guide.md", folder)
-    # grounding_threshold 0: the 135M model's evidence rarely matches its section, and this test is
+    # grounding_threshold 0: the 135M model's quotes rarely match their section, and this test is
     # about the DAG carrying pairs end to end (grounding itself is tested with a scripted LLM)
     store, summary = _run(qa_dag, {"input_path": str(folder), "pairs_per_section": 2, "max_tokens": 256,
-                                   "section_min_tokens": 40, "train_ratio": 0.5, "grounding_threshold": 0})
+                                   "section_min_tokens": 40, "train_ratio": 0.5, "grounding_threshold": 0,
+                                   "min_quote_words": 1})
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["kept"] == 2
@@ -48,7 +49,7 @@ def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, t
     assert stages["facts"]["kept"] + stages["facts"]["filtered"] >= 1, stages["facts"]
     pairs = [p for url in store.glob(summary["outputs"]["train_jsonl"].rsplit("/final/", 1)[0] + "/generate/*.parquet")
              for p in store.read_parquet(url)]
-    assert all(p["question"] and isinstance(p["reasoning_steps"], list) and p["evidence"] is not None for p in pairs)
+    assert all(p["question"] and isinstance(p["reasoning_steps"], list) and p["quotes"] is not None for p in pairs)
     assert stages["generate"]["kept"] == len(pairs) and stages["generate"]["input"] == (
         stages["generate"]["kept"] + stages["generate"]["failed"])
     for name in ("train_conversations", "validation_conversations"):
@@ -65,7 +66,7 @@ def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, t
     assert stages["dedup"]["input"] == stages["ground"]["produced"]
     for r in records:
         assert r["qa_type"] and r["cot_level"] in ("none", "one_step", "two_step", "all_steps")
-        assert r["evidence"] and r["grounding_score"] >= 0 and r["model"]
+        assert len(r["quotes"]) and r["grounding_score"] >= 0 and r["model"]
         assert r["messages"][0] == {"role": "user", "content": r["question"]}
 
 

@@ -5,8 +5,8 @@ Stages (declared in ``METHOD`` at the end):
     prepare   .md files     -> sections (split on headings; code blocks and tables whole)
     facts     sections      -> facts per section (LLM, structured; or heuristic) and the planned
                                QA jobs (types drawn by the configured weights)         (mapped, LLM)
-    generate  jobs          -> QA pairs: question, answer, reasoning steps, evidence   (mapped, LLM)
-    ground    pairs         -> pairs whose evidence is found in their section (fuzzy match) (mapped)
+    generate  jobs          -> QA pairs: question, answer, reasoning steps, quotes     (mapped, LLM)
+    ground    pairs         -> pairs each of whose quotes is in their section (fuzzy match) (mapped)
     dedup     all pairs     -> near-duplicate questions removed per document            (one task)
     render    unique pairs  -> every pair at the chosen CoT levels                      (mapped)
     export    (core)        -> train/validation grouped by source file, the conversation files
@@ -82,8 +82,10 @@ class MarkdownQAConfig(LLMParams):
                                ge=0.0, le=2.0)
     max_tokens: int = param(512, "Max tokens per LLM answer.", section="Generation", title="Max tokens",
                             ge=16, le=16384)
-    grounding_threshold: float = param(85.0, "Min fuzzy match (0-100) of the evidence in its section.",
+    grounding_threshold: float = param(85.0, "Min fuzzy match (0-100) of each quote in its section.",
                                        section="Quality", title="Grounding threshold", ge=0, le=100)
+    min_quote_words: int = param(3, "Min words of each quote: a one- or two-word quote matches almost any "
+                                 "section and grounds nothing.", section="Quality", title="Min quote words", ge=1)
     duplicate_threshold: float = param(90.0, "Questions of one document at or above this similarity (0-100) "
                                        "are near-duplicates.", section="Quality", title="Duplicate threshold",
                                        ge=0, le=100)
@@ -115,7 +117,9 @@ class QAPair(BaseModel):
     question: str = Field(min_length=1)
     answer: str = Field(min_length=1)
     reasoning_steps: list[str] = Field(min_length=1, max_length=8)
-    evidence: str
+    # Verbatim passages of the section, each its own item, so each can be checked: a model asked for
+    # one "evidence" field wrapped its quotes in commentary, and the whole field matched nothing.
+    quotes: list[str] = Field(min_length=1, max_length=4)
 
 
 def _stable_int(text: str) -> int:
@@ -233,11 +237,11 @@ def _pair_record(job: dict, pair: dict, model: str) -> dict:
             "neighbor_text": job["neighbor_text"] if job["qa_type"] == QAType.MULTI_HOP else None,
             "qa_type": job["qa_type"], "question": pair["question"].strip(), "answer": pair["answer"].strip(),
             "reasoning_steps": [s.strip() for s in pair["reasoning_steps"] if s and s.strip()],
-            "evidence": pair["evidence"].strip(), "model": model}
+            "quotes": [q.strip() for q in pair["quotes"] if q and q.strip()], "model": model}
 
 
 def generate(run, jobs: list[dict]) -> None:
-    """Write one QA pair per planned job: question, answer, reasoning steps and quoted evidence (LLM,
+    """Write one QA pair per planned job: question, answer, reasoning steps and verbatim quotes (LLM,
     structured; or heuristic in no-LLM mode)."""
     cfg: MarkdownQAConfig = run.cfg
     if cfg.no_llm:
@@ -265,18 +269,19 @@ def generate(run, jobs: list[dict]) -> None:
 # ground
 # --------------------------------------------------------------------------------------------
 def ground(run, pairs: list[dict]) -> None:
-    """Keep the pairs whose evidence is found in their section (or, for multi-hop, its neighbour);
-    the others are filtered as ungrounded."""
-    from synth_tasks.quality.grounding import Grounded, evidence_score
+    """Keep the pairs each of whose quotes is found in their section (or, for multi-hop, its
+    neighbour); the others are filtered as ungrounded (or short_quote, no_evidence)."""
+    from synth_tasks.quality.grounding import Grounded, quotes_score
 
-    check = Grounded(run.cfg.grounding_threshold)
+    check = Grounded(run.cfg.grounding_threshold, min_words=run.cfg.min_quote_words)
     for p in pairs:
         source = p["section_text"] + ("\n\n" + p["neighbor_text"] if p["neighbor_text"] else "")
-        verdict = check(p["evidence"], source)
+        quotes = list(p["quotes"])
+        verdict = check(quotes, source)
         if not verdict.keep:
-            run.filtered(p["id"], verdict.reason, question=p["question"], evidence=p["evidence"])
+            run.filtered(p["id"], verdict.reason, question=p["question"], quotes=quotes)
         else:
-            run.kept(p["id"], p | {"grounding_score": evidence_score(p["evidence"], source)})
+            run.kept(p["id"], p | {"grounding_score": quotes_score(quotes, source)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,7 +336,7 @@ def render_pairs(run, pairs: list[dict]) -> None:
             "qa_type": p["qa_type"], "cot_level": str(level), "source_file": p["source_file"],
             "doc": p["doc"], "section_id": p["section_id"], "section_title": p["section_title"],
             "question": p["question"], "answer": p["answer"], "reasoning_steps": steps,
-            "evidence": p["evidence"], "grounding_score": p["grounding_score"], "model": p["model"]}
+            "quotes": list(p["quotes"]), "grounding_score": p["grounding_score"], "model": p["model"]}
             for level in run.cfg.cot_levels))
 
 

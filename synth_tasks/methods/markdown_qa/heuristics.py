@@ -79,21 +79,21 @@ def heuristic_pair(qa_type: str, fact: str, title: str) -> dict | None:
         if topic is None:
             return None
         return {"question": f'According to the section "{title}", what is stated about {topic}?',
-                "answer": fact, "reasoning_steps": [locate, f'The section states: "{fact}"'], "evidence": fact}
+                "answer": fact, "reasoning_steps": [locate, f'The section states: "{fact}"'], "quotes": [fact]}
     if qa_type == "true_false":
         negated = negate(fact)
         if negated is not None and _stable_bit(fact):
             return {"question": f"True or false: {negated}", "answer": "False",
                     "reasoning_steps": [locate, f'The section states: "{fact}"',
-                                        "The statement says the opposite, so it is false."], "evidence": fact}
+                                        "The statement says the opposite, so it is false."], "quotes": [fact]}
         return {"question": f"True or false: {fact}", "answer": "True",
                 "reasoning_steps": [locate, f'The section states: "{fact}"',
-                                    "The statement matches it, so it is true."], "evidence": fact}
+                                    "The statement matches it, so it is true."], "quotes": [fact]}
     if qa_type == "fill_in_blank":
         if term is None:
             return None
         blanked = re.sub(rf"\b{re.escape(term)}\b", "____", fact, count=1)
         return {"question": f"Fill in the blank: {blanked}", "answer": term,
                 "reasoning_steps": [locate, f'The section states: "{fact}"',
-                                    f'The missing word is "{term}".'], "evidence": fact}
+                                    f'The missing word is "{term}".'], "quotes": [fact]}
     raise ValueError(f"no heuristic for QA type {qa_type!r}")

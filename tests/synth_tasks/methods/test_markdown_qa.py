@@ -81,7 +81,7 @@ def test_no_llm_records_carry_type_level_and_provenance(layout):
     assert {r["cot_level"] for r in records} == {"none", "all_steps"}
     assert len({r["id"] for r in records}) == len(records)
     for r in records:
-        assert r["source_file"].endswith(".md") and r["section_title"] and r["evidence"]
+        assert r["source_file"].endswith(".md") and r["section_title"] and r["quotes"]
         assert r["model"] == "heuristic" and r["id"].endswith(":" + r["cot_level"])
         level_none = r["cot_level"] == "none"
         assert (r["messages"][1]["content"] == r["answer"]) == level_none
@@ -100,8 +100,8 @@ def test_no_llm_records_carry_type_level_and_provenance(layout):
 
 def test_grounding_drops_pairs_whose_evidence_is_not_in_the_section(layout, tmp_path, fault_server):
     good = {"question": "How many retries?", "answer": "Five.", "reasoning_steps": ["Find retries.", "It says five."],
-            "evidence": "the service retries it up to five times with exponential backoff"}
-    bad = good | {"question": "How is data encrypted?", "evidence": "All batches are encrypted with AES-256."}
+            "quotes": ["the service retries it up to five times with exponential backoff"]}
+    bad = good | {"question": "How is data encrypted?", "quotes": ["All batches are encrypted with AES-256."]}
     fault_server.script.extend([
         'text:{"facts": ["The service retries a rejected write up to five times."]}',
         f"text:{json.dumps(good)}", f"text:{json.dumps(bad)}"])
@@ -112,7 +112,7 @@ def test_grounding_drops_pairs_whose_evidence_is_not_in_the_section(layout, tmp_
     ground = summary["stages"]["ground"]
     assert ground["input"] == 2 and ground["kept"] == 1 and ground["filter_reasons"] == {"ungrounded_evidence": 1}
     dropped = layout.store.read_parquet(layout.part("_dropped/ground", 0))
-    assert [(d["question"], d["evidence"]) for d in dropped] == [("How is data encrypted?", bad["evidence"])]
+    assert [(d["question"], list(d["quotes"])) for d in dropped] == [("How is data encrypted?", bad["quotes"])]
     assert dropped[0]["reason"].startswith("ungrounded_evidence")
     kept = _final_records(layout, results["export"])
     assert {r["question"] for r in kept} == {"How many retries?"} and len(kept) == 4  # four CoT levels
@@ -127,7 +127,7 @@ def test_near_duplicate_questions_are_dropped_per_document_across_shards(layout,
     # shard) yields the same question. Within a document only the first (by id) is kept; another
     # document keeps its own.
     reply = {"facts": ["A fact."], "question": "What does the service do?", "answer": "It ingests events.",
-             "reasoning_steps": ["Read the section."], "evidence": "not in the text"}
+             "reasoning_steps": ["Read the section."], "quotes": ["not in the text"]}
     fault_server.responder = lambda body: json.dumps(reply)
     section = "The service receives event batches from producers and writes them to the warehouse nightly."
     two_sections = f"# A\n\n{section}\n\n# B\n\n{section} It runs in three regions.".encode()

@@ -17,11 +17,11 @@ def test_negation_subject_and_key_term():
     assert key_term("An alert fires when the lag exceeds ten minutes.") == "exceeds"
 
 
-def test_pairs_quote_their_fact_as_evidence():
+def test_pairs_quote_their_fact():
     fact = "The dead-letter queue is inspected by operators every day."
     for kind in ("factual_recall", "true_false", "fill_in_blank"):
         pair = heuristic_pair(kind, fact, "Retries")
-        assert pair["evidence"] == fact and pair["reasoning_steps"]
+        assert pair["quotes"] == [fact] and pair["reasoning_steps"]
     cloze = heuristic_pair("fill_in_blank", fact, "Retries")
     assert cloze["question"] == "Fill in the blank: The dead-letter queue is ____ by operators every day."
     assert cloze["answer"] == "inspected"

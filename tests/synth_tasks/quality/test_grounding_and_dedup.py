@@ -12,8 +12,20 @@ def test_evidence_found_despite_markup_and_spacing_is_kept():
 
 def test_evidence_not_in_the_section_is_dropped_with_its_reason():
     verdict = Grounded(85)("Batches are encrypted with AES-256 before upload.", SECTION)
-    assert not verdict.keep and verdict.reason.startswith("ungrounded_evidence: match ")
+    assert not verdict.keep and verdict.reason.startswith("ungrounded_evidence: quote 1 match ")
     assert Grounded(85)("  ", SECTION).reason.startswith("no_evidence")
+
+
+def test_each_quote_must_be_found_and_say_something():
+    quotes = ["the service retries it up to five times", "the batch is moved to the dead-letter queue"]
+    assert Grounded(85)(quotes, SECTION).keep
+    # The quality model's habit that a single evidence field hid: a real quote wrapped in commentary.
+    wrapped = "The text states: 'the service retries it up to five times' This directly supports the answer."
+    assert Grounded(85)(wrapped, SECTION).reason.startswith("ungrounded_evidence: quote 1 match ")
+    assert Grounded(85)([quotes[0], "Batches are encrypted with AES-256."], SECTION).reason.startswith(
+        "ungrounded_evidence: quote 2 match ")
+    assert Grounded(85)(["five times"], SECTION).reason == "short_quote: quote 1 has 2 word(s) < 3"
+    assert Grounded(85)([], SECTION).reason.startswith("no_evidence")
 
 
 def test_near_duplicate_questions_keep_the_first():
