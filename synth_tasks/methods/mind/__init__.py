@@ -82,7 +82,7 @@ class MindConfig(LLMParams):
     min_conversation_tokens: int = param(50, "Drop conversations shorter than this.", section="Quality",
                                          title="Min conversation tokens", ge=0)
     min_topic_overlap: float = param(
-        0.2, "Drop conversations (off_topic) that use less than this share of their context's 20 most "
+        0.3, "Drop conversations (off_topic) that use less than this share of their context's 20 most "
         "frequent content terms; 0 turns the check off.", section="Quality", title="Min topic overlap",
         ge=0.0, le=1.0)
 

@@ -284,3 +284,28 @@ def test_publish_carries_subfolders_on_s3(s3_server, monkeypatch):
         "stage-01-a/part-00000.parquet"]
     assert store.read_bytes(f"{layout.final_dir}/stage-01-a/part-00000.parquet") == b"new"
     assert store.list_files(layout.staging_dir, recursive=True) == []  # SeaweedFS keeps the emptied folder
+
+
+def test_a_story_cut_off_at_max_tokens_is_filtered_as_truncated(layout, fault_server):
+    import json
+
+    from synth_tasks.config import EndpointConfig
+    from synth_tasks.methods import curriculum as C
+    from synth_tasks.stage import StageRun
+
+    def answer(text: str, finish_reason: str) -> str:
+        return "raw:" + json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "fault-model",
+                                    "choices": [{"index": 0, "finish_reason": finish_reason,
+                                                 "message": {"role": "assistant", "content": text}}],
+                                    "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}})
+
+    fault_server.script.extend([answer("Tom saw a red ball. He kicked it and", "length"),
+                                answer("Tom saw a red ball. He kicked it to Mia.", "stop")])
+    cfg = C.CurriculumConfig(concurrency=1, max_tokens=16)  # one at a time: the script meets jobs in order
+    stage = next(s for s in C.METHOD.stages if s.name == "generate")
+    endpoint = EndpointConfig(base_url=fault_server.base_url, model="fault-model")
+    run = StageRun(stage, cfg, layout, 0, 1, endpoint_for=lambda conn_param: endpoint)
+    C.generate(run, [{"id": "cut", "prompt": "Write a story."}, {"id": "whole", "prompt": "Write a story."}])
+    rows = {r["record_id"]: r for r in run.ledger.rows}
+    assert rows["cut"]["outcome"] == "filtered" and rows["cut"]["reason"] == "truncated: cut off at max_tokens=16"
+    assert rows["whole"]["outcome"] == "kept" and [o["id"] for o in run.outputs] == ["whole"]

@@ -363,3 +363,19 @@ def test_responses_are_judged_by_the_shared_helpsteer2_judge_and_low_scores_filt
     n = len(personas_server.requests)
     _run(store, "2026-05-01", cfg.model_copy(update={"respond": False}), SAMPLE_URL, personas_server)
     assert not any("HelpSteer2" in r["messages"][-1]["content"] for r in personas_server.requests[n:])
+
+
+def test_placeholder_personas_are_filtered_and_never_reach_the_hub(store, fault_server):
+    # What the 135M model answered for two texts ("Fabio", "Mike", "...") and the template it fills
+    # in when it has nothing to say, beside one real persona.
+    real = "A retired nurse who volunteers at a rural clinic and reads about vaccine trials."
+    fault_server.responder = lambda body: json.dumps({"personas": [
+        {"description": "Fabio"}, {"description": "..."},
+        {"description": "This is a [name] who has been studying [field]."}, {"description": real}]})
+    cfg = P.PersonasConfig(source="none", expand_depth=0, personas_per_text=4, max_personas=1,
+                           templates=["math_problem"], embedding_dedup=False)
+    layout, _, _ = _run(store, "2026-01-01", cfg, SAMPLE_URL, fault_server, until="dedup")
+    reasons = sorted(d["reason"] for d in _dropped(layout, "dedup") if d["reason"].startswith("placeholder"))
+    assert reasons == ["placeholder: 0 words < 5"] * 4 + ["placeholder: 1 words < 5"] * 4 + [
+        "placeholder: unfilled slot '[name]'"] * 4
+    assert {h["description"] for h in H.read_hub(store)} == {real}
