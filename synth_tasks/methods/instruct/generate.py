@@ -134,12 +134,13 @@ def self_instruct(run, rows: list[dict]) -> None:
 async def elimination_verdict(client, cfg: InstructConfig, candidate_id: str, parent_text: str, raw: str,
                               text: str):
     """Evol-Instruct's elimination rules for one evolved instruction, cheapest first: template
-    leakage, nothing left, no information gain over the parent (the model compares the two), and
-    a response that is a short apology or only punctuation and stop words."""
+    leakage (in the instruction parsed from the reply: a "Created Prompt:" header before it is not
+    part of it), nothing left, no information gain over the parent (the model compares the two),
+    and a response that is a short apology or only punctuation and stop words."""
     from synth_tasks.methods.instruct.filters import ApologyResponse, ContentlessResponse, TemplateLeak
     from synth_tasks.quality.filters import drop, first_drop
 
-    leak = TemplateLeak()(raw)
+    leak = TemplateLeak()(text)
     if not leak.keep:
         return leak
     if not text:

@@ -63,9 +63,20 @@ _NEXT_ITEM = re.compile(r"^\s*(?:task\s*)?\d+\s*[:.)]", re.IGNORECASE)
 _QUOTES = ('"', "'", "\u201c", "\u201d")
 
 
+# The header the Evol-Instruct prompts end with, as a model repeats it before its instruction
+# ("**Created Prompt:**", "#Rewritten Prompt#:"), often after a note on what it changed (the quality
+# model wrote "**Prompt Creator's Note:** ..." first, then its prompt).
+_HEADER = re.compile(r"^[#*\s]*(?:given|created|rewritten|new|evolved)\s+(?:prompt|instruction)[#*\s]*:[#*\s]*",
+                     re.IGNORECASE | re.MULTILINE)
+
+
 def parse_instruction(text: str) -> str:
-    """The instruction in a model's reply: its first paragraph, up to a following numbered item,
-    without a leading "Task 9:"/"9." label or wrapping quotes."""
+    """The instruction in a model's reply: what follows its last "Created Prompt:"-style header if it
+    wrote one, then the first paragraph, up to a following numbered item, without a leading
+    "Task 9:"/"9." label or wrapping quotes."""
+    headers = list(_HEADER.finditer(text))
+    if headers:
+        text = text[headers[-1].end():]
     paragraph = re.split(r"\n\s*\n", text.strip(), maxsplit=1)[0]
     lines: list[str] = []
     for i, line in enumerate(paragraph.splitlines()):

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import random
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -105,21 +106,29 @@ class MarkdownQAConfig(LLMParams):
                                      max_tokens=self.max_tokens)
 
 
+# Bounded strings: maxLength reaches the grammar of constrained decoders (llama.cpp), so a model that
+# rambles is made to close its string instead of running into max_tokens mid-JSON (the quality model
+# wrote a 900-character reasoning step and was cut off inside the next field).
+Fact = Annotated[str, Field(max_length=400)]
+Step = Annotated[str, Field(min_length=1, max_length=300)]
+Quote = Annotated[str, Field(min_length=1, max_length=400)]
+
+
 class Facts(BaseModel):
     # minItems reaches the grammar of constrained decoders (llama.cpp), so a model cannot answer
     # with an empty list; a section with nothing to say still ends as no_facts in the ledger.
-    facts: list[str] = Field(min_length=1, max_length=20)
+    facts: list[Fact] = Field(min_length=1, max_length=20)
 
 
 class QAPair(BaseModel):
     # Non-empty by schema: constrained decoders then cannot emit an empty question or answer, and
     # other backends get a validation error and one repair attempt.
-    question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
-    reasoning_steps: list[str] = Field(min_length=1, max_length=8)
+    question: str = Field(min_length=1, max_length=400)
+    answer: str = Field(min_length=1, max_length=800)
+    reasoning_steps: list[Step] = Field(min_length=1, max_length=6)
     # Verbatim passages of the section, each its own item, so each can be checked: a model asked for
     # one "evidence" field wrapped its quotes in commentary, and the whole field matched nothing.
-    quotes: list[str] = Field(min_length=1, max_length=4)
+    quotes: list[Quote] = Field(min_length=1, max_length=4)
 
 
 def _stable_int(text: str) -> int:

@@ -110,6 +110,15 @@ def _jsonl(store, url):
     ("Task 9: Name two rivers in Asia.", "Name two rivers in Asia."),
     ('**Instruction:** "List the planets."\n\nHere is why this is a good task...', "List the planets."),
     ("Explain tides\nin two sentences.", "Explain tides in two sentences."),
+    ("#Given Prompt#: List two rivers.\n#Rewritten Prompt#: List two rivers in Asia longer than 2,000 km.",
+     "List two rivers in Asia longer than 2,000 km."),
+    # the quality model's answer to evol_in_breadth (recorded): a note, then the header, then the prompt
+    ("**Prompt Creator's Note:**\nThe original prompt was designed to be simple and accessible, with a "
+     "straightforward arithmetic operation. The new prompt has been created to be more challenging.\n\n"
+     "**Created Prompt:**\n\nAt a birthday party, there are 20 red balloons and 15 green balloons. How many "
+     "balloons are left after 3 red and 2 green ones burst?",
+     "At a birthday party, there are 20 red balloons and 15 green balloons. How many balloons are left after 3 "
+     "red and 2 green ones burst?"),
     ("", ""),
 ])
 def test_parse_instruction(raw, expected):
@@ -272,7 +281,8 @@ def _evolve_replies(body: dict) -> str:
     prompt = _prompt(body)
     if "#Given Prompt#" in prompt or "#Created Prompt#" in prompt:
         parent = prompt.split("Prompt#:\n", 1)[1].split("\n\n#", 1)[0]
-        return {"Leak this.": "#Rewritten Prompt#: Leak this, with two constraints.",
+        # a header before the instruction is not part of it; the rewriting prompt's words inside it are
+        return {"Leak this.": "#Rewritten Prompt#: Rewrite the given prompt: leak this, with two constraints.",
                 "Same old task.": "Same old task, reworded.",
                 "Too hard task.": "Prove the Riemann hypothesis in one line.",
                 "Empty answer task.": "Say nothing of substance about anything at all.",
@@ -309,7 +319,7 @@ def test_evolve_eliminates_by_every_rule_and_keeps_lineage(layout, fault_server)
     assert set(dropped) == set(reasons)
     leak = dropped["leak~e1"]
     assert (leak["operation"], leak["parent_id"], leak["raw"]) == (
-        "add_constraints", "leak", "#Rewritten Prompt#: Leak this, with two constraints.")
+        "add_constraints", "leak", "#Rewritten Prompt#: Rewrite the given prompt: leak this, with two constraints.")
     assert set(leak) == {"id", "reason", "operation", "parent_id", "text", "raw"}
 
 
