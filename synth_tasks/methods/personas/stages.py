@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 
 class PersonaOut(BaseModel):
@@ -21,12 +22,13 @@ class RelatedPersonaOut(PersonaOut):
     relation: str = Field("", max_length=60)
 
 
-class PersonaList(BaseModel):
-    personas: list[PersonaOut] = Field(min_length=1, max_length=20)
-
-
-class RelatedPersonaList(BaseModel):
-    personas: list[RelatedPersonaOut] = Field(min_length=1, max_length=20)
+@lru_cache(maxsize=None)
+def persona_list(n: int, related: bool = False) -> type[BaseModel]:
+    """The answer asked for: at least ``n`` personas (minItems reaches a constrained decoder's grammar;
+    the quality model, shown a one-item example, otherwise wrote one persona when asked for three)."""
+    item = RelatedPersonaOut if related else PersonaOut
+    return create_model("RelatedPersonaList" if related else "PersonaList",
+                        personas=(list[item], Field(min_length=n, max_length=max(n, 20))))
 
 
 class Queries(BaseModel):
@@ -73,7 +75,7 @@ def text_to_persona(run, texts: list[dict]) -> None:
 
     def ask(t: dict):
         return run.llm.chat(_prompt("text_to_persona", text=t["text"][: cfg.text_max_chars], n=str(n)),
-                            cfg.sampling(f"{t['id']}:t2p"), response_model=PersonaList)
+                            cfg.sampling(f"{t['id']}:t2p"), response_model=persona_list(n))
 
     for t, result in run.llm_calls(texts, ask):
         outs = [p for p in result.parsed.personas if p.description.strip()][:n]
@@ -110,7 +112,7 @@ def expand(run, personas: list[dict]) -> None:
                     return parent, await run.llm.chat(_prompt("persona_to_persona", persona=parent["description"],
                                                               n=str(n)),
                                                       cfg.sampling(f"{parent['id']}:p2p"),
-                                                      response_model=RelatedPersonaList)
+                                                      response_model=persona_list(n, related=True))
                 except LLMError as exc:
                     errors.append({"parent": parent["id"], "error": str(exc), "raw": exc.raw})
                     return parent, None
