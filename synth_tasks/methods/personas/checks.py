@@ -14,11 +14,32 @@ _EVIDENCE = re.compile(r"^\s*[*_]*evidence[*_]*\s*:[*_]*\s*(.+?)\s*$", re.IGNORE
 _QUOTES = "\"'“”‘’«»"
 
 
+# A quoted span inside an evidence line that says more than the quote ('"x = 2" is provided in the
+# given text as a reference', as the quality model writes it): the span is the quote.
+_QUOTED = re.compile(r"[\"“]([^\"”]{8,}?)[\"”]")
+# A markdown heading on the first line: the title of an article written without "Title:".
+_HEADING = re.compile(r"^\s*#{1,6}\s+(\S.*)$", re.MULTILINE)
+
+
 def split_evidence(text: str) -> tuple[str, list[str]]:
-    """(the output without its ``Evidence: "..."`` lines, the quotes of those lines)."""
-    quotes = [m.group(1).strip().strip(_QUOTES).strip() for m in _EVIDENCE.finditer(text)]
+    """(the output without its ``Evidence: "..."`` lines, the quotes of those lines: the quoted spans
+    of a line, or the whole line where it quotes nothing)."""
+    quotes = []
+    for m in _EVIDENCE.finditer(text):
+        line = m.group(1).strip()
+        quotes += [q.strip() for q in _QUOTED.findall(line)] or [line.strip(_QUOTES).strip()]
     body = _EVIDENCE.sub("", text).strip()
     return body, [q for q in quotes if q]
+
+
+def with_title_prefix(text: str) -> str:
+    """An article whose first line is a markdown heading ("### Understanding Hash Maps in Rust", as
+    the quality model writes them) with that line as its "Title:" line."""
+    first = text.lstrip().split("\n", 1)
+    m = _HEADING.match(first[0])
+    if m is None:
+        return text
+    return f"Title: {m.group(1).strip()}" + (f"\n{first[1]}" if len(first) > 1 else "")
 
 
 def has_prefix(text: str, prefix: str) -> Verdict:

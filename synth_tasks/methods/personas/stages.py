@@ -443,9 +443,11 @@ def filter_outputs(run, outputs: list[dict]) -> None:
 def check_output(o: dict, cfg, decon=None):
     """(verdict, the output's text without prefix and evidence lines, the evidence found per quote)."""
     from synth_tasks.methods.personas.checks import (PREFIXES, grounded_in, has_prefix, restates_persona,
-                                                     split_evidence, strip_prefix)
+                                                     split_evidence, strip_prefix, with_title_prefix)
 
     prefix = PREFIXES[o["template"]]
+    if o["template"] == "knowledge_text":
+        o = o | {"raw": with_title_prefix(o["raw"])}
     verdict = has_prefix(o["raw"], prefix)
     if not verdict.keep:
         return verdict, None, None

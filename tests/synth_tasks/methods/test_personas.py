@@ -379,3 +379,16 @@ def test_placeholder_personas_are_filtered_and_never_reach_the_hub(store, fault_
     assert reasons == ["placeholder: 0 words < 5"] * 4 + ["placeholder: 1 words < 5"] * 4 + [
         "placeholder: unfilled slot '[name]'"] * 4
     assert {h["description"] for h in H.read_hub(store)} == {real}
+
+
+def test_the_quality_models_evidence_lines_and_headings_are_read_as_meant():
+    from synth_tasks.methods.personas.checks import with_title_prefix
+
+    # recorded from the quality model: a quoted span followed by commentary
+    line = 'Evidence: "The formula P(X = k) = C(n, k) p^k (1-p)^(n-k)" is provided in the given text as a reference.'
+    assert split_evidence(f"Math problem: x\n{line}") == ("Math problem: x", ["The formula P(X = k) = C(n, k) p^k (1-p)^(n-k)"])
+    assert split_evidence("a\nEvidence: the retry limit is five") == ("a", ["the retry limit is five"])
+    article = "### Understanding Hash Maps in Rust\n\nIn the realm of software development, ..."
+    assert with_title_prefix(article).startswith("Title: Understanding Hash Maps in Rust\n\nIn the realm")
+    assert has_prefix(with_title_prefix(article), "Title:").keep
+    assert with_title_prefix("Title: x\n# Part 1") == "Title: x\n# Part 1"
