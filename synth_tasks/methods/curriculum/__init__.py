@@ -99,7 +99,8 @@ class CurriculumConfig(LLMParams):
                                        ge=0, le=100)
     temperature: float = param(0.8, "Sampling temperature of the stories.", section="Generation",
                                title="Temperature", ge=0.0, le=2.0)
-    max_tokens: int = param(300, "Max tokens per story.", section="Generation", title="Max tokens", ge=16, le=8192)
+    max_tokens: int = param(400, "Max tokens per story (a story cut off here is filtered as truncated).",
+                            section="Generation", title="Max tokens", ge=16, le=8192)
     question_max_tokens: int = param(200, "Max tokens per evaluation question.", section="Generation",
                                      title="Question max tokens", ge=16, le=4096)
     evaluate: bool = param(True, "Run every stage's evaluation against the model under test (eval_conn_id).",
