@@ -9,11 +9,15 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export SYNTH_RUN_DIR := $(CURDIR)/.run
-# Params for `make run`, as JSON. The demo takes 1 of the sample's 6 contexts (7 conversations of up to
-# 512 tokens, about 3 minutes of generating on 2 cores); RUN_CONF='{}' runs the whole sample.
-RUN_CONF ?= {"max_chunks": 1, "max_tokens": 512}
+# Params for `make run`, as JSON, per model. On the quality model (the default of `make run`) the demo
+# takes 1 of the sample's 6 contexts x 3 styles (3 conversations of up to 512 tokens, about 3 minutes of
+# generating on 2 quiet cores); on smollm2 all 7 styles (`make run MODEL=smollm2`, under a minute).
+# RUN_CONF='{}' runs the whole sample.
+RUN_CONF_quality := {"max_chunks": 1, "max_tokens": 512, "styles": ["teacher_student", "two_students", "interview"]}
+RUN_CONF_smollm2 := {"max_chunks": 1, "max_tokens": 512}
+RUN_CONF ?= $(RUN_CONF_$(MODEL))
 
-.PHONY: setup system-deps run run-quality test test-integration cluster-check llm-up llm-down quality-model \
+.PHONY: setup system-deps run test test-integration cluster-check llm-up llm-down quality-model \
         bench bench-quality lock clean
 
 # llama-cpp-python has no wheel on PyPI: it is compiled once (~8 min on 2 cores) into .whl/. Not for
@@ -56,13 +60,18 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	  $(VENV)/bin/airflow pools set $(LLM_POOL) $(LLM_POOL_SLOTS) "LLM-calling tasks (size to the endpoint's capacity)" > /dev/null
 
 # Which embedded model `llm-up`, `llm-down` and `run` use: smollm2 (SmolLM2-135M, shipped in a wheel;
-# what tests use) or quality (Qwen2.5-Coder-1.5B-Instruct, installed by `make quality-model`). Each
-# has its own server and state, so both can run at once; the DAGs use the one $SYNTH_EMBEDDED_MODEL names.
+# what tests use) or quality (Qwen2.5-Coder-1.5B-Instruct, installed on first use by `make
+# quality-model`). Each has its own server and state, so both can run at once (but each computes
+# with all cores: two busy servers slow each other down several times); the DAGs use the one
+# $$SYNTH_EMBEDDED_MODEL names. `make run` uses the quality model unless MODEL is given: the first
+# data a newcomer reads should be worth reading.
 MODEL ?= smollm2
-export SYNTH_EMBEDDED_MODEL := $(MODEL)
+run: MODEL = quality
+export SYNTH_EMBEDDED_MODEL = $(MODEL)
 QUALITY_GGUF := models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
-llm-up: $(STAMP) $(if $(filter quality,$(MODEL)),$(QUALITY_GGUF))
+llm-up: $(STAMP)
+	@if [ "$(MODEL)" = quality ]; then $(MAKE) --no-print-directory quality-model; fi
 	$(PY) -m synth_tasks.llm.embedded start --model $(MODEL)
 
 llm-down:
@@ -75,13 +84,11 @@ $(QUALITY_GGUF): | $(STAMP)
 
 quality-model: $(QUALITY_GGUF)
 
-# The main job on the embedded defaults: the MIND DAG through Airflow (dag.test) on include/ samples.
+# The main job: the MIND DAG through Airflow (dag.test) on include/ samples, on the embedded quality
+# model (installed on first use; `make run MODEL=smollm2` for the fast 135M model).
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
 	$(PY) -m synth_tasks.cli run-dag mind --conf '$(RUN_CONF)'
 
-# The same demo on the quality model (installs it first: a 1.1 GB download).
-run-quality:
-	$(MAKE) run MODEL=quality
 
 # Debian packages the tests and cluster-check start as real parts: a browser for the UI test, and the
 # distributed deployment's Postgres and Redis. Installed once (as root, or through sudo).
