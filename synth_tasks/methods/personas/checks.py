@@ -10,7 +10,10 @@ from synth_tasks.quality.filters import KEEP, Verdict, drop
 PREFIXES = {"math_problem": "Math problem:", "user_instruction": "User prompt:", "knowledge_text": "Title:",
             "multi_turn": "User prompt:"}
 
-_EVIDENCE = re.compile(r"^\s*[*_]*evidence[*_]*\s*:[*_]*\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+# An evidence line, as asked ('Evidence: "..."') or as the quality model also writes it: after a list
+# marker, a source number or a heading mark ("- Evidence:", "[1] Evidence:", "### Evidence:").
+_EVIDENCE = re.compile(r"^\s*(?:[-*]\s+|\[\d+\]\s*)?[#*_\s]*evidence[*_]*\s*:[*_]*\s*(.+?)\s*$",
+                       re.IGNORECASE | re.MULTILINE)
 _QUOTES = "\"'“”‘’«»"
 
 

@@ -388,6 +388,9 @@ def test_the_quality_models_evidence_lines_and_headings_are_read_as_meant():
     line = 'Evidence: "The formula P(X = k) = C(n, k) p^k (1-p)^(n-k)" is provided in the given text as a reference.'
     assert split_evidence(f"Math problem: x\n{line}") == ("Math problem: x", ["The formula P(X = k) = C(n, k) p^k (1-p)^(n-k)"])
     assert split_evidence("a\nEvidence: the retry limit is five") == ("a", ["the retry limit is five"])
+    for marked in ("[1] ### Evidence: the retry limit is five", "- Evidence: the retry limit is five",
+                   "### **Evidence:** the retry limit is five"):
+        assert split_evidence(f"a\n{marked}") == ("a", ["the retry limit is five"]), marked
     article = "### Understanding Hash Maps in Rust\n\nIn the realm of software development, ..."
     assert with_title_prefix(article).startswith("Title: Understanding Hash Maps in Rust\n\nIn the realm")
     assert has_prefix(with_title_prefix(article), "Title:").keep
