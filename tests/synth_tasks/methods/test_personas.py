@@ -367,8 +367,9 @@ def test_responses_are_judged_by_the_shared_helpsteer2_judge_and_low_scores_filt
 
 def test_placeholder_personas_are_filtered_and_never_reach_the_hub(store, fault_server):
     # What the 135M model answered for two texts ("Fabio", "Mike", "...") and the template it fills
-    # in when it has nothing to say, beside one real persona.
-    real = "A retired nurse who volunteers at a rural clinic and reads about vaccine trials."
+    # in when it has nothing to say, beside a persona the quality model wrote (both recorded).
+    real = ("A software developer who is new to Rust programming and is currently working on a project that "
+            "requires storing and retrieving data using hash maps.")
     fault_server.responder = lambda body: json.dumps({"personas": [
         {"description": "Fabio"}, {"description": "..."},
         {"description": "This is a [name] who has been studying [field]."}, {"description": real}]})
