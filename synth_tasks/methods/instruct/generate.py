@@ -131,19 +131,12 @@ def self_instruct(run, rows: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # evolve
 # --------------------------------------------------------------------------------------------
-# rapidfuzz token-set ratio (0-100) from which an evolved instruction is close enough to its parent
-# that the model is asked whether it gains anything; below it, the two share too little to be equal.
-SIMILAR_TO_PARENT = 60
-
-
 async def elimination_verdict(client, cfg: InstructConfig, candidate_id: str, parent_text: str, raw: str,
                               text: str):
     """Evol-Instruct's elimination rules for one evolved instruction, cheapest first: template
     leakage (in the instruction parsed from the reply: a "Created Prompt:" header before it is not
     part of it), nothing left, no information gain over the parent (the model compares the two),
     and a response that is a short apology or only punctuation and stop words."""
-    from rapidfuzz import fuzz
-
     from synth_tasks.methods.instruct.filters import ApologyResponse, ContentlessResponse, TemplateLeak
     from synth_tasks.quality.filters import drop, first_drop
 
@@ -152,13 +145,10 @@ async def elimination_verdict(client, cfg: InstructConfig, candidate_id: str, pa
         return leak
     if not text:
         return drop("empty_instruction: nothing left after parsing")
-    # Only a rewrite that reads much like its parent is put to the model: the quality model judged 3
-    # brand-new problems (other people, numbers and questions) "equal" to their parents.
-    if fuzz.token_set_ratio(parent_text.lower(), text.lower()) >= SIMILAR_TO_PARENT:
-        same = await client.chat(equality_messages(parent_text, text),
-                                 SamplingParams(temperature=0.0, max_tokens=16), response_model=EqualityJudgement)
-        if same.parsed.equal:
-            return drop("no_information_gain: the model judged it equal to its parent")
+    same = await client.chat(equality_messages(parent_text, text), SamplingParams(temperature=0.0, max_tokens=16),
+                             response_model=EqualityJudgement)
+    if same.parsed.equal:
+        return drop("no_information_gain: the model judged it equal to its parent")
     # The respond stage asks the very same request for response 0, so it comes from the cache there.
     answer = await client.chat(response_messages(text), cfg.sampling(f"{candidate_id}#r0", "response"))
     return first_drop([ApologyResponse(), ContentlessResponse()], answer.text, text)

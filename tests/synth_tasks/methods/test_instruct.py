@@ -323,28 +323,6 @@ def test_evolve_eliminates_by_every_rule_and_keeps_lineage(layout, fault_server)
     assert set(leak) == {"id", "reason", "operation", "parent_id", "text", "raw"}
 
 
-def test_a_brand_new_problem_is_not_put_to_the_equality_judge(layout, fault_server):
-    # Recorded from the quality model: an in-breadth rewrite that shares little with its parent, which
-    # the model, asked, judged "equal" (as this scripted judge always does).
-    parent = "Kelly has 5 quarters and 2 dollars. If she buys a can of pop for 5 quarters, how many dollars will she have left?"
-    new = ("At a birthday party, there are 20 red balloons and 15 green balloons. During the celebration, 3 red "
-           "balloons and 2 green balloons burst. How many balloons are left?")
-
-    def replies(body: dict) -> str:
-        prompt = _prompt(body)
-        if "#Created Prompt#" in prompt:
-            return new
-        if "Are they equal" in prompt:
-            return json.dumps({"equal": True})
-        return "There are 35 - 5 = 30 balloons left."
-
-    fault_server.responder = replies
-    cfg = _cfg(evol_rounds=1, evol_operations=["in_breadth"])
-    outputs, stats, ledger = _run(layout, "evolve", cfg, _upstream(layout, [_instr("kelly", parent)]), fault_server)
-    assert [r["id"] for r in outputs] == ["kelly", "kelly~e1"] and outputs[1]["instruction"] == new
-    assert not any("Are they equal" in _prompt(r) for r in fault_server.requests)
-
-
 def test_a_failed_round_is_recorded_and_the_parent_evolves_again(layout, fault_server):
     fault_server.script.extend(["500"])  # the first rewrite request fails (no retries)
     fault_server.responder = _evolve_replies
