@@ -63,7 +63,7 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 # what tests use) or quality (Qwen2.5-Coder-1.5B-Instruct, installed on first use by `make
 # quality-model`). Each has its own server and state, so both can run at once (but each computes
 # with all cores: two busy servers slow each other down several times); the DAGs use the one
-# $$SYNTH_EMBEDDED_MODEL names. `make run` uses the quality model unless MODEL is given: the first
+# SYNTH_EMBEDDED_MODEL names. `make run` uses the quality model unless MODEL is given: the first
 # data a newcomer reads should be worth reading.
 MODEL ?= smollm2
 run: MODEL = quality
@@ -88,7 +88,6 @@ quality-model: $(QUALITY_GGUF)
 # model (installed on first use; `make run MODEL=smollm2` for the fast 135M model).
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
 	$(PY) -m synth_tasks.cli run-dag mind --conf '$(RUN_CONF)'
-
 
 # Debian packages the tests and cluster-check start as real parts: a browser for the UI test, and the
 # distributed deployment's Postgres and Redis. Installed once (as root, or through sudo).
@@ -122,7 +121,7 @@ bench: $(STAMP) llm-up
 
 # What each method's data is worth: all eight methods on the quality model, small fixed inputs;
 # bench/results/method_quality.json and method_quality_samples.md (samples to read).
-bench-quality: $(STAMP) $(QUALITY_GGUF) $(AIRFLOW_HOME)/airflow.db
+bench-quality: $(STAMP) $(QUALITY_GGUF)
 	$(PY) bench/bench_method_quality.py --model quality
 
 # Re-resolve requirements.in into requirements.lock in a scratch venv.
