@@ -12,8 +12,10 @@ from tests.conftest import SAMPLE, load_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
+# min_topic_overlap 0: one scripted dialogue answers every context, off the topic of most of them,
+# and this test is about storage on S3 (the topic check has its own tests).
 CONF = {"max_chunks": 2, "styles": ["teacher_student", "two_students", "interview"], "max_tokens": 256,
-        "shard_size": 4, "train_ratio": 0.5}
+        "shard_size": 4, "train_ratio": 0.5, "min_topic_overlap": 0}
 N_JOBS = 2 * len(CONF["styles"])
 DIALOGUE = ("Teacher: Today we look at the variance of a random variable and why we square deviations.\n"
             "Student: Why square them instead of taking the absolute value of each deviation?\n"
