@@ -368,20 +368,27 @@ def spread(values: list[float]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # per-method figures: (figures, goal, met)
 # ---------------------------------------------------------------------------------------------
+def at_least(fig: dict, **bounds: float) -> tuple[dict, dict]:
+    """(goal, met) for figures that must reach a lower bound: a share (">= 0.70") or a count (">= 3");
+    a figure without a value (nothing to divide by) is not met."""
+    goal = {k: f">= {b:.2f}" if b < 1 else f">= {b:g}" for k, b in bounds.items()}
+    met = {k: (fig[k]["value"] or 0) >= b for k, b in bounds.items()}
+    return goal, met
+
+
 def figures_mind(s: dict, base: Path, final: list[dict]):
     st = s["stages"]
     overlaps = [r["topic_overlap"] for r in final if r.get("topic_overlap") is not None]
     fig = {"kept_on_topic": ratio(st["filter"]["kept"], st["generate"]["input"],
                                   "conversations kept by the filters (on topic among them) / conversations asked for"),
            "mean_topic_overlap_of_kept": spread(overlaps)}
-    goal = {"kept_on_topic": ">= 0.70"}
-    return fig, goal, {"kept_on_topic": (fig["kept_on_topic"]["value"] or 0) >= 0.70}
+    return fig, *at_least(fig, kept_on_topic=0.70)
 
 
 def figures_markdown_qa(s: dict, base: Path, final: list[dict]):
     g = s["stages"]["ground"]
     fig = {"grounded": ratio(g["kept"], g["input"], "pairs kept by the ground stage / pairs that reached it")}
-    return fig, {"grounded": ">= 0.70"}, {"grounded": (fig["grounded"]["value"] or 0) >= 0.70}
+    return fig, *at_least(fig, grounded=0.70)
 
 
 def figures_instruct(s: dict, base: Path, final: list[dict]):
@@ -393,15 +400,14 @@ def figures_instruct(s: dict, base: Path, final: list[dict]):
                                                 created, "evolved instructions past the evolve stage's elimination "
                                                 "checks / created"),
            "mean_overall_score_in_final": spread([r["overall"] for r in final if r.get("overall") is not None])}
-    met = {"surviving_evolutions": (fig["surviving_evolutions"]["value"] or 0) >= 0.30}
-    return fig, {"surviving_evolutions": ">= 0.30"}, met
+    return fig, *at_least(fig, surviving_evolutions=0.30)
 
 
 def figures_papers(s: dict, base: Path, final: list[dict]):
     g = s["stages"]["ground"]
     fig = {"quote_on_page": ratio(g["kept"], g["input"], "pairs kept by the ground stage (every quote on its cited "
                                                          "page) / pairs generated")}
-    return fig, {"quote_on_page": ">= 0.60"}, {"quote_on_page": (fig["quote_on_page"]["value"] or 0) >= 0.60}
+    return fig, *at_least(fig, quote_on_page=0.60)
 
 
 def figures_knowledge_graph(s: dict, base: Path, final: list[dict]):
@@ -422,10 +428,7 @@ def figures_knowledge_graph(s: dict, base: Path, final: list[dict]):
                                    "kept": sum(r.get("kind") == "multi_hop" for r in final)},
            "global_questions_kept": sum(r.get("kind") == "global" for r in final),
            "multi_hop_list": questions}
-    goal = {"entities_per_chunk": ">= 3", "relations_per_chunk": ">= 2"}
-    met = {"entities_per_chunk": (fig["entities_per_chunk"]["value"] or 0) >= 3,
-           "relations_per_chunk": (fig["relations_per_chunk"]["value"] or 0) >= 2}
-    return fig, goal, met
+    return fig, *at_least(fig, entities_per_chunk=3, relations_per_chunk=2)
 
 
 def figures_personas(s: dict, base: Path, final: list[dict]):
@@ -437,10 +440,7 @@ def figures_personas(s: dict, base: Path, final: list[dict]):
            "outputs_kept": ratio(len(final), st["generate"]["kept"], "outputs in final/ / outputs generated "
                                                                      "(generate stage kept)"),
            "persona_filter_reasons": st["dedup"]["filter_reasons"], "output_filter_reasons": st["filter"]["filter_reasons"]}
-    goal = {"real_personas": ">= 0.90", "outputs_kept": ">= 0.50"}
-    met = {"real_personas": (fig["real_personas"]["value"] or 0) >= 0.90,
-           "outputs_kept": (fig["outputs_kept"]["value"] or 0) >= 0.50}
-    return fig, goal, met
+    return fig, *at_least(fig, real_personas=0.90, outputs_kept=0.50)
 
 
 def figures_curriculum(s: dict, base: Path, final: list[dict]):
