@@ -23,9 +23,11 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def ngrams(text: str, n: int) -> set[str]:
+def ngrams(text: str, n: int) -> list[str]:
+    """The text's word n-grams in reading order (so the reason names the first shared one, the
+    same in every run)."""
     words = _words(text)
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
 @dataclass
