@@ -100,7 +100,7 @@ def pipeline_side(layout, handoff, cfg, endpoint) -> dict:
 
 def _requests(cfg, jobs):
     mind = _mind()
-    return [(mind.build_messages(j["style"], j["context"]), cfg.sampling(j["id"]).model_dump(exclude_none=True))
+    return [(mind.stages.build_messages(j["style"], j["context"]), cfg.sampling(j["id"]).model_dump(exclude_none=True))
             for j in jobs]
 
 
@@ -126,7 +126,7 @@ def client_side(cfg, jobs, endpoint, cache) -> dict:
         client = LLMClient(endpoint, concurrency=cfg.concurrency, request_timeout_s=cfg.request_timeout_s,
                            max_retries=cfg.max_retries, cache=cache)
         try:
-            results = await asyncio.gather(*(client.chat(mind.build_messages(j["style"], j["context"]),
+            results = await asyncio.gather(*(client.chat(mind.stages.build_messages(j["style"], j["context"]),
                                                          cfg.sampling(j["id"])) for j in jobs))
         finally:
             await client.aclose()
@@ -254,7 +254,7 @@ def overhead_rounds(args, store, endpoint, concurrency: int) -> dict:
     client_cache = ResponseCache(store, store.join("_cache", "client-side"))  # apart from the pipeline's
     rounds = []
     for r in range(args.overhead_rounds + 1):  # round 0 warms up and is not counted
-        cfg = mind.MindConfig(styles=list(mind.Style), chunk_tokens=50, concurrency=concurrency,
+        cfg = mind.MindConfig(styles=list(mind.config.Style), chunk_tokens=50, concurrency=concurrency,
                               max_chunks=args.overhead_max_chunks, shard_size=1_000_000, dialogue_format="text",
                               seed=concurrency * 1000 + r)
         layout, shards = prepare(store, f"c{concurrency}-r{r}", cfg, args.input)
@@ -326,7 +326,7 @@ def generation(args, tmp: Path) -> dict:
     prov = provenance(MEASURED)
     endpoint = resolve_endpoint()
     store = Store(f"file://{tmp}/generation")
-    styles = list(mind.Style)
+    styles = list(mind.config.Style)
     rounds = []
     for r in range(args.rounds + 1):  # round 0 warms the server and both clients up, not counted
         wanted = args.warmup_requests if r == 0 else args.requests

@@ -25,7 +25,7 @@ stage, the rising-difficulty check, the training schedule as shards and mixing w
 first stage not mastered), `train.jsonl`/`.parquet`. `_summary.json`, `_ledger/` and `_dropped/`
 account for every item.
 
-**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and the README).
+**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and docs/outputs.md).
 """
 
 from synth_tasks.airflow_glue import build_dag

@@ -26,7 +26,7 @@ has every stage's counts and reasons, token usage and the diversity metrics (top
 pairwise cosine distance, distinct-n); `_ledger/` and `_dropped/` account for every seed, job,
 evolved candidate and response.
 
-**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and the README).
+**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and docs/outputs.md).
 The judge may use its own connection (`judge_conn_id`).
 """
 

@@ -24,7 +24,7 @@ deterministic: the DAG runs with no model at all.
 (QA type, CoT level, source file, section, evidence, grounding score). `_summary.json`, `_ledger/`
 and `_dropped/` account for every file, section and pair.
 
-**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and the README).
+**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and docs/outputs.md).
 """
 
 from synth_tasks.airflow_glue import build_dag

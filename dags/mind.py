@@ -13,8 +13,8 @@ document and `_summary.json`.
 **Where things land:** `{SYNTH_DATA_ROOT}/mind/{partition}/` — `final/train.jsonl`,
 `final/validation.jsonl`, `_summary.json`, `_ledger/` (one row per record per stage) and
 `_dropped/` (filtered conversations with reasons). Scheduled runs and backfills write the day of
-their data interval (`{ds}` in `input_path` reads that day); manual runs, a partition named after
-the run id. LLM: the `synth_llm` connection, else `SYNTH_LLM_*`, else the embedded server.
+their data interval (`{ds}` in `input_path` reads that day); manual runs, a partition of their own,
+`run-<run id>`. LLM: the `synth_llm` connection, else `SYNTH_LLM_*`, else the embedded server.
 """
 
 from synth_tasks.airflow_glue import build_dag

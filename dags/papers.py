@@ -28,7 +28,7 @@ numeric answer's numbers are in the cited table (else `quote_not_on_page: p.4`,
 quotes, QA type, reasoning steps). `_summary.json`, `_ledger/` and `_dropped/` account for every
 file, paper, job and pair.
 
-**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and the README).
+**Partition, LLM, retries:** as in every DAG of this project (see the `mind` DAG and docs/outputs.md).
 """
 
 from synth_tasks.airflow_glue import build_dag

@@ -578,7 +578,7 @@ def run_check(cluster: Cluster, timeout_s: float) -> dict:
         time.sleep(3)
     timings["runs_s"] = round(time.monotonic() - started - timings["airflow_up_s"], 1)
 
-    from synth_tasks.airflow_glue import partition_name
+    from synth_tasks.environment import run_partition
 
     s3 = s3_client(s3_endpoint)
     failures: list[str] = []
@@ -596,7 +596,7 @@ def run_check(cluster: Cluster, timeout_s: float) -> dict:
                 if ti["state"] in ("failed", "up_for_retry", "running"):
                     failures.append(f"--- {dag_id}.{ti['task_id']}[{ti['map_index']}] {ti['state']} on "
                                     f"{ti['hostname'] or '?'}; log tail:\n{log_tail(api, cluster, dag_id, run['run_id'], ti)}")
-        key = f"data/{dag_id}/{partition_name(run['run_id'])}/_summary.json"
+        key = f"data/{dag_id}/{run_partition(run['run_id'])}/_summary.json"
         try:
             summary = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         except Exception as exc:  # noqa: BLE001 - reported, not raised

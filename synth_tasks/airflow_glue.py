@@ -1,24 +1,25 @@
 """The one module of synth_tasks that knows Airflow. It builds a method's DAG from its declaration
-(``build_dag``), turns a task's context and Params into the plain objects the stage runner takes
-(config, storage layout, LLM endpoint), and runs a DAG locally (``run_local``). Airflow is imported
-inside the functions, so ``import synth_tasks`` never needs it."""
+(``build_dag``), turns a task's context, Params and connections into the plain objects the stage
+runner takes (config, ``Environment``, LLM endpoint), and runs a DAG locally (``run_local``).
+Where a run lives (data root, partitions, inputs, stores) is ``synth_tasks.environment``, which
+knows no Airflow. Airflow is imported inside the functions, so ``import synth_tasks`` never needs it."""
 
 from __future__ import annotations
 
+import fcntl
+import inspect
+import json
 import os
-import re
+import signal
+import subprocess
+import sys
+import tempfile
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 from synth_tasks.config import SECTIONS, ConfigError, StrictModel, parse_config
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> str:
-    """Staging root: $SYNTH_DATA_ROOT (e.g. s3://bucket/prefix), else ./data in the project."""
-    return os.environ.get("SYNTH_DATA_ROOT", f"file://{PROJECT_ROOT / 'data'}")
+from synth_tasks.environment import PROJECT_ROOT, Environment, partition_for, run_partition
+from synth_tasks.llm.endpoint import resolve_endpoint
 
 
 def default_args() -> dict:
@@ -119,30 +120,26 @@ def flatten_handoffs(upstream) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# partition, storage, inputs
+# the run's environment, from the task context
 # ---------------------------------------------------------------------------------------------
-def partition_name(run_id: str) -> str:
-    """The partition of a manual run: its run id, made safe for a path. Where making it safe
-    changed it (``a:b`` and ``a+b`` would both be ``a-b``), or it could name a folder above it
-    (``.``, ``..``, empty), a short hash of the run id keeps it unique and inside the DAG's folder."""
-    import hashlib
+def airflow_filesystem(root: str, conn_id: str | None):
+    """The filesystem of a remote root through Airflow's ObjectStoragePath, so its credentials come
+    from an Airflow connection, never from code or logs."""
+    from airflow.sdk import ObjectStoragePath
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", run_id)
-    safe = re.sub(r"^\.+", lambda dots: "_" * len(dots.group()), safe)  # never ".", ".." or hidden
-    if safe != run_id or not safe:
-        safe = f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
-    return safe
+    return ObjectStoragePath(root, conn_id=conn_id).fs
 
 
-def partition_for(context) -> str:
-    """Scheduled runs and backfills write the partition of their data interval (so a backfill redoes
-    exactly that day); manual runs get their own partition named after the run id."""
+def environment_for(context) -> Environment:
+    """The run's environment: its partition (scheduled runs and backfills: the data interval's day;
+    others: their own, from the run id), its day for ``{ds}``, and stores through Airflow's connections."""
     dag_run = context["dag_run"]
-    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type)).lower()
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
     start = context.get("data_interval_start")
-    if run_type in ("scheduled", "backfill") and start is not None:
-        return start.strftime("%Y-%m-%d")
-    return partition_name(dag_run.run_id)
+    day_from = start or context.get("logical_date")
+    return Environment.from_os(partition_for(run_type, dag_run.run_id, start),
+                               day=day_from.strftime("%Y-%m-%d") if day_from is not None else None,
+                               filesystem=airflow_filesystem)
 
 
 def run_timestamp(context) -> str:
@@ -150,52 +147,6 @@ def run_timestamp(context) -> str:
     so output names are stable across retries of the same run."""
     when = context.get("logical_date") or context.get("data_interval_start") or context["dag_run"].run_after
     return when.strftime("%Y-%m-%d_%H-%M-%S")
-
-
-def store_for(root: str, conn_id: str | None = None):
-    """Local roots use fsspec directly; remote ones go through Airflow's ObjectStoragePath so the
-    credentials come from an Airflow connection, never from code or logs."""
-    from synth_tasks.storage import Store
-
-    if root.startswith("file://") or "://" not in root:
-        return Store(root)
-    from airflow.sdk import ObjectStoragePath
-
-    return Store(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
-
-
-def input_store_for(url: str):
-    """Inputs are read through the filesystem of their own URL (local inputs with S3 staging, or
-    the other way round); S3 credentials from $SYNTH_INPUT_CONN_ID, else the staging connection."""
-    from synth_tasks.inputs import input_root
-
-    conn_id = os.environ.get("SYNTH_INPUT_CONN_ID") or os.environ.get("SYNTH_STORAGE_CONN_ID")
-    return store_for(input_root(url), conn_id)
-
-
-def run_layout(dag_id: str, context):
-    from synth_tasks.storage import RunLayout
-
-    store = store_for(data_root(), os.environ.get("SYNTH_STORAGE_CONN_ID"))
-    return RunLayout(store, dag_id, partition_for(context))
-
-
-def resolve_input(pattern: str, context) -> str:
-    """Fill {ds} with the data-interval date. A relative path starting with ``include/`` is the
-    shipped data (package data, so it works from a wheel too); other relative paths are under the
-    project root."""
-    from synth_tasks.prompts import include_dir
-
-    start = context.get("data_interval_start") or context.get("logical_date")
-    if "{ds}" in pattern:
-        if start is None:
-            raise ConfigError(f"input_path {pattern!r} uses {{ds}} but this run has no data interval")
-        pattern = pattern.replace("{ds}", start.strftime("%Y-%m-%d"))
-    if pattern.startswith("include/"):
-        pattern = str(include_dir() / pattern.removeprefix("include/"))
-    elif "://" not in pattern and not pattern.startswith("/"):
-        pattern = str(PROJECT_ROOT / pattern)
-    return pattern if "://" in pattern else f"file://{pattern}"
 
 
 def max_map_length() -> int:
@@ -227,33 +178,44 @@ def _check_parse_time_settings(method, cfg) -> None:
                           "variable in the deployment instead")
 
 
+def check_llm_connections(method, cfg) -> None:
+    """Every LLM connection the run will use must exist: checked before the first stage writes
+    anything, rather than in the first LLM stage after prepare has rewritten the partition."""
+    for stage in method.llm_stages:
+        conn_id, _ = cfg.connection(stage.llm)
+        if conn_id != DEFAULT_LLM_CONN_ID:
+            airflow_connection(conn_id)
+
+
 def run_stage_task(method, stage_name: str, upstream, context):
     """The body of every stage task: Params -> config, then the stage runner on this run's partition.
-    Bad Params or unusable input fail at once, without retries."""
-    from synth_tasks.inputs import InputError, allowed_input_roots
+    Bad Params, a missing connection or unusable input fail at once, without retries."""
+    from synth_tasks.inputs import InputError
     from synth_tasks.stage import run_stage
 
     cfg = config_from_params(method.config, context["params"])
     stage = method.stage(stage_name)
     first = stage is method.stages[0]
+    env = environment_for(context)
     with no_retry_for(ConfigError):
         _check_parse_time_settings(method, cfg)
-        input_url = resolve_input(cfg.input_path, context) if first else None
+        if first:
+            check_llm_connections(method, cfg)
+        input_url = env.resolve_input(cfg.input_path) if first else None
     if not first and not stage.mapped:
         upstream = flatten_handoffs(upstream)
     with no_retry_for(ConfigError, *((InputError,) if first else ())):
-        return run_stage(method, stage, cfg, run_layout(method.dag_id, context), upstream,
+        return run_stage(method, stage, cfg, env.layout(method.dag_id), upstream, env=env,
                          endpoint_for=lambda conn_param: llm_endpoint(*cfg.connection(conn_param)),
                          max_shards=max_map_length(), input_url=input_url,
-                         input_store=input_store_for(input_url) if first else None,
-                         allowed_roots=allowed_input_roots(data_root()) if first else None)
+                         allowed_roots=env.allowed_input_roots if first else None)
 
 
 def run_export_task(method, upstream, context) -> dict:
     from synth_tasks.export import run_export
 
     cfg = config_from_params(method.config, context["params"])
-    result = run_export(method, cfg, run_layout(method.dag_id, context), flatten_handoffs(upstream),
+    result = run_export(method, cfg, environment_for(context).layout(method.dag_id), flatten_handoffs(upstream),
                         run_info={"run_id": context["dag_run"].run_id, "run_timestamp": run_timestamp(context)})
     for name, url in sorted(result.items()):
         if name != "counts":
@@ -283,12 +245,10 @@ def build_dag(method, doc_md: str):
         def run(upstream=None, **context):
             result = run_stage_task(method, stage.name, upstream, context)
             if stage.asset is not None:  # the event says where this run's copy of the asset lies
-                layout = run_layout(method.dag_id, context)
+                layout = environment_for(context).layout(method.dag_id)
                 context["outlet_events"][asset_for(stage.asset)].extra = {
                     "dag_id": method.dag_id, "partition": layout.partition, "url": layout.stage_dir(stage.name)}
             return result
-
-        import inspect
 
         options = {"task_id": stage.name, "max_active_tis_per_dagrun": settings["max_active_tis_per_dagrun"],
                    "doc_md": inspect.cleandoc(stage.run.__doc__ or "")}
@@ -302,7 +262,7 @@ def build_dag(method, doc_md: str):
     def export(upstream, **context):
         """Grouped train/validation split of the last stage's records, and the run summary."""
         result = run_export_task(method, upstream, context)
-        layout = run_layout(method.dag_id, context)  # the event says where this run's final/ lies
+        layout = environment_for(context).layout(method.dag_id)  # the event says where this run's final/ lies
         context["outlet_events"][asset_for(method.final_asset)].extra = {
             "dag_id": method.dag_id, "partition": layout.partition, "url": layout.final_dir}
         return result
@@ -325,29 +285,31 @@ def build_dag(method, doc_md: str):
 DEFAULT_LLM_CONN_ID = "synth_llm"
 
 
-def llm_endpoint(conn_id: str, model_override: str | None = None):
-    """The endpoint of Airflow connection ``conn_id``.
-
-    Connection: host = base URL (e.g. http://vllm:8000/v1), password = API key,
-    extra = {"model": ..., "provider": "vllm" | "openai" | "zhipuai" | "llama_cpp"}.
-    Only the default connection (``synth_llm``) may be missing, and then the environment
-    (``SYNTH_LLM_*``) or the embedded server serves; a connection that was asked for by name and
-    does not exist fails the run, naming it, instead of running on another model."""
-    from synth_tasks.llm.endpoint import resolve_endpoint
-
-    connection = None
+def airflow_connection(conn_id: str) -> dict | None:
+    """{"host", "password", "extra"} of Airflow connection ``conn_id``. Only the default connection
+    (``synth_llm``) may be missing (None: the environment or the embedded server serves); a
+    connection asked for by name that does not exist is a ConfigError naming it, instead of a run on
+    another model."""
     try:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
-        connection = {"host": conn.host, "password": conn.password, "extra": conn.extra_dejson}
     except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException's home moved between versions
         if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
             raise
         if conn_id != DEFAULT_LLM_CONN_ID:
             raise ConfigError(f"LLM connection {conn_id!r} does not exist: create it (Admin > Connections) or "
                               f"leave the Param at {DEFAULT_LLM_CONN_ID!r}") from None
-    return resolve_endpoint(connection, model_override)
+        return None
+    return {"host": conn.host, "password": conn.password, "extra": conn.extra_dejson}
+
+
+def llm_endpoint(conn_id: str, model_override: str | None = None):
+    """The endpoint of Airflow connection ``conn_id``: host = base URL (e.g. http://vllm:8000/v1),
+    password = API key, extra = {"model": ..., "provider": "vllm" | "openai" | "zhipuai" |
+    "llama_cpp"}; without the default connection, the environment (``SYNTH_LLM_*``) or the
+    embedded server."""
+    return resolve_endpoint(airflow_connection(conn_id), model_override)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,11 +331,6 @@ def run_local(dag_id: str, conf: dict, *, retries: int = 0, grace_s: float = 10.
     run summary. The run happens in a child process group, so that SIGTERM or Ctrl-C here stops
     it at once (``dag.test()`` itself waits out retry delays and swallows signals), and with
     ``retries`` (default 0) a failed task ends the run instead of waiting for its retry."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    import tempfile
 
     with tempfile.TemporaryDirectory(prefix="synth-run-") as tmp:
         result_file = os.path.join(tmp, "result.json")
@@ -394,8 +351,8 @@ def run_local(dag_id: str, conf: dict, *, retries: int = 0, grace_s: float = 10.
             raise SystemExit(f"the local run of {dag_id} ended with exit code {code} before it finished")
         with open(result_file) as f:
             result = json.load(f)
-    store = store_for(data_root(), os.environ.get("SYNTH_STORAGE_CONN_ID"))
-    summary_url = store.join(dag_id, partition_name(result["run_id"]), "_summary.json")
+    store = Environment.from_os(run_partition(result["run_id"]), filesystem=airflow_filesystem).staging_store
+    summary_url = store.join(dag_id, run_partition(result["run_id"]), "_summary.json")
     if result["state"] != "success" or not store.exists(summary_url):
         raise SystemExit(f"DAG run {result['run_id']} ended {result['state']}; see the task logs above")
     return store.read_json(summary_url) | {"summary": summary_url}
@@ -403,8 +360,6 @@ def run_local(dag_id: str, conf: dict, *, retries: int = 0, grace_s: float = 10.
 
 def _stop_group(child, grace_s: float) -> None:
     """SIGTERM to the run's process group, SIGKILL if it is still there after ``grace_s``."""
-    import signal
-    import subprocess
 
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
@@ -418,8 +373,27 @@ def _stop_group(child, grace_s: float) -> None:
             continue
 
 
+def sync_dags_once(lock_path: str) -> None:
+    """Write the configured bundles' DAGs to the metadata database, one process at a time.
+    ``dag.test()`` does this itself, but two first runs on a fresh database started together race
+    to insert the same DAG row (``UNIQUE constraint failed: dag.dag_id``); after this, their own
+    sync finds the rows there and only updates them."""
+
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manager = DagBundlesManager()
+        manager.sync_bundles_to_db()
+        for bundle in manager.get_all_dag_bundles():
+            if not bundle.is_initialized:
+                bundle.initialize()
+            bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+            sync_bag_to_db(bag, bundle.name, bundle.version)
+
+
 def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
-    import json
 
     from airflow.dag_processing.dagbag import DagBag
 
@@ -428,6 +402,7 @@ def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
     if dag_id not in bag.dags:
         print(f"no DAG {dag_id!r} in {folder}: {bag.import_errors}")
         return 2
+    sync_dags_once(os.path.join(os.environ["AIRFLOW_HOME"], ".dag-sync.lock"))
     dag_run = bag.dags[dag_id].test(run_conf=json.loads(conf_json))
     with open(result_file, "w") as f:
         json.dump({"run_id": dag_run.run_id, "state": str(getattr(dag_run.state, "value", dag_run.state))}, f)
@@ -435,6 +410,5 @@ def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
 
 
 if __name__ == "__main__":
-    import sys
 
     sys.exit(_dag_test_child(*sys.argv[1:4]))

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from synth_tasks.airflow_glue import run_local
+
 
 def print_summary(summary: dict) -> None:
     print("\n=== run summary ===")
@@ -29,8 +31,6 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synth_tasks.airflow_glue import run_local
-
     parser = argparse.ArgumentParser(prog="python -m synth_tasks.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run-dag", help="run one DAG locally through dag.test()")

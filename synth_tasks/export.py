@@ -19,14 +19,23 @@ from synth_tasks.storage import RunLayout
 @dataclass
 class ExportContext:
     """What a method's ``extra_files`` gets: where to write, the config, the run's timestamp, the
-    last stage's records, and ``info`` for facts that belong in the summary."""
+    last stage's records, the artifacts its stages wrote (``artifact(name)``), and ``info`` for
+    facts that belong in the summary."""
 
     store: Any
     final_dir: str
     cfg: Any
     run_timestamp: str
     records: list[dict]
+    layout: RunLayout
+    artifacts: tuple[str, ...] = ()
     info: dict = field(default_factory=dict)
+
+    def artifact(self, name: str) -> str:
+        """The folder of an artifact a stage declared (``Stage(artifacts=(name,))``)."""
+        if name not in self.artifacts:
+            raise KeyError(f"no artifact {name!r}; the method declares {list(self.artifacts)}")
+        return self.layout.stage_dir(name)
 
 
 def check_chain(stages: dict, order: list[str]) -> list[str]:
@@ -62,7 +71,7 @@ def run_export(method: Method, cfg, layout: RunLayout, upstream: list[Handoff], 
         "train_parquet": store.write_parquet(f"{final}/train.parquet", train),
         "validation_parquet": store.write_parquet(f"{final}/validation.parquet", validation),
     }
-    ctx = ExportContext(store, final, cfg, run_info.get("run_timestamp", ""), received)
+    ctx = ExportContext(store, final, cfg, run_info.get("run_timestamp", ""), received, layout, method.artifacts)
     if spec.extra_files is not None:
         outputs |= spec.extra_files(ctx, train, validation)
     if spec.cluster_field is not None:  # the final records' clusters, for the summary and the card's plot

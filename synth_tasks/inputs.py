@@ -88,35 +88,32 @@ def _check_inside(url: str, asked: str, roots: tuple[str, ...]) -> None:
                      "one of them, or add its folder to SYNTH_INPUT_ROOTS in the deployment")
 
 
-def input_root(url: str) -> str:
-    """The root of the filesystem an input URL lives on: ``file:///`` or ``s3://bucket``."""
-    if url.startswith("file://") or "://" not in url:
-        return "file:///"
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def allowed_input_roots(data_root: str) -> tuple[str, ...]:
-    """Where inputs may come from: the shipped include/ data, ``{data root}/inputs/`` and the
-    folders or URL prefixes the deployment lists in $SYNTH_INPUT_ROOTS (comma-separated)."""
-    from synth_tasks.prompts import include_dir
-
-    listed = [r.strip() for r in os.environ.get("SYNTH_INPUT_ROOTS", "").split(",") if r.strip()]
-    return (str(include_dir()), f"{data_root.rstrip('/')}/inputs", *listed)
+def input_name(url: str, base: str | None) -> str:
+    """What names a file in record ids: its path under the input ``base`` the run was given (a
+    folder, or a glob's folder part), so ``day1/data.jsonl`` and ``day2/data.jsonl`` differ; its
+    file name where ``base`` is the file itself or not given."""
+    name = url.rsplit("/", 1)[-1]
+    if base is None or url == base:
+        return name
+    head = re.split(r"[*?\[]", base, maxsplit=1)[0]
+    folder = head.rsplit("/", 1)[0] if head != base else base.rstrip("/")
+    return url[len(folder) + 1:] if url.startswith(folder + "/") else name
 
 
 def read_inputs(store: Store, files: list[str], ledger, text_column: str, id_column: str | None = None,
-                extra_columns: tuple[str, ...] = ()) -> tuple[list[InputRecord], list[str]]:
+                extra_columns: tuple[str, ...] = (), base: str | None = None) -> tuple[list[InputRecord], list[str]]:
     """The usable records of all ``files``, with unique ids. Everything else is recorded as failed
     in ``ledger`` (a stage's StageLedger), naming the file and row: an unusable file as one entry,
-    a bad row, and a record whose id an earlier file already used. Returns (records, ids of the
-    failed entries); the caller accounts for the records."""
+    a bad row, and a record whose id an earlier file already used. A row without an id is named by
+    its file's path under ``base`` (the input the run was given) and its row. Returns (records, ids
+    of the failed entries); the caller accounts for the records."""
     records: list[InputRecord] = []
     failed_ids: list[str] = []
     seen: set[str] = set()
     for url in files:
         try:
-            good, bad = read_text_records(store, url, text_column, id_column, extra_columns)
+            good, bad = read_text_records(store, url, text_column, id_column, extra_columns,
+                                          name=input_name(url, base))
         except InputError as exc:
             log.error("input file failed: %s", exc)
             failed_ids.append(url)
@@ -156,10 +153,12 @@ def _row_id(name: str, row: int, raw_id) -> str:
 
 
 def read_text_records(store: Store, url: str, text_column: str, id_column: str | None = None,
-                      extra_columns: tuple[str, ...] = ()) -> tuple[list[InputRecord], list[BadInput]]:
+                      extra_columns: tuple[str, ...] = (), name: str | None = None
+                      ) -> tuple[list[InputRecord], list[BadInput]]:
     """Read one JSONL, Parquet or YAML file; raise InputError for a whole-file problem. Of
-    ``extra_columns``, those a row has are passed on in ``InputRecord.fields``."""
-    name = url.rsplit("/", 1)[-1]
+    ``extra_columns``, those a row has are passed on in ``InputRecord.fields``. ``name``: what
+    names the file in the ids of rows without one (default: its file name)."""
+    name = name or url.rsplit("/", 1)[-1]
     try:
         data = store.read_bytes(url)
     except OSError as exc:

@@ -14,19 +14,31 @@ export) from that declaration.
         export=Export(group_key="source_id"),
     )
 
-A stage function takes a ``StageRun`` (``synth_tasks.stage``) and the records of its shard (the
-first stage: the input files) and says, per record, kept / filtered(reason) / failed(error) /
-created. The stage name is the task id and the ledger's name. Nothing here imports Airflow.
+A stage function takes a ``StageRun[C]`` (``synth_tasks.stage``, ``C`` the method's config) and
+the records of its shard (the first stage: the input files) and says, per record, kept /
+filtered(reason) / failed(error) / created. The stage name is the task id and the ledger's name.
+Nothing here imports Airflow.
+
+A method is a package of ``synth_tasks.methods`` named after its dag_id, in one shape:
+``config.py`` (its config class), ``stages.py`` (its stage functions, with any helper modules they
+use beside them) and ``__init__.py`` holding only ``METHOD``. The core finds it by listing the
+packages (``method_names``), so adding a method touches no core file.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
+
+import synth_tasks.methods
 
 from synth_tasks.config import LLMParams, MethodConfig
 
 EXPORT = "export"
+# Folders of a partition that are the runner's own (see storage.RunLayout).
+RESERVED_FOLDERS = {EXPORT, "final", "_ledger", "_dropped", "_stats", "_staging", "_summary.json"}
 
 
 @dataclass(frozen=True)
@@ -35,13 +47,18 @@ class Stage:
     task over all of it, whose output is written in shards again). ``llm``: the config field naming
     the LLM connection the stage uses (``"llm_conn_id"``, ``"judge_conn_id"``), or None.
     ``asset``: the name of an Airflow Asset the stage's task updates when it succeeds (its output is
-    a dataset other DAGs may be scheduled on, e.g. ``"papers/extracted"``), or None."""
+    a dataset other DAGs may be scheduled on, e.g. ``"papers/extracted"``), or None.
+    ``artifacts``: folders of files the stage writes beside its output shards, for a later stage or
+    the export to read: reached by name with ``run.artifact(name)`` and ``ctx.artifact(name)``, and
+    cleared with the stage folders when a partition is run again. An artifact named after the
+    stage itself is the stage's own folder (the graph stage's graph files beside its shards)."""
 
     name: str
     run: Callable[..., None]
     mapped: bool = True
     llm: str | None = None
     asset: str | None = None
+    artifacts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,11 @@ class Method:
             problems.append("the first stage reads the input files: it must exist and have mapped=False")
         if len(set(names)) != len(names) or EXPORT in names:
             problems.append(f"stage names must be unique and not {EXPORT!r}: {names}")
+        # an artifact is a folder of its own, or the declaring stage's own folder (its name)
+        clashes = [a for s in self.stages for a in s.artifacts if a in RESERVED_FOLDERS or a in names and a != s.name]
+        if len(set(self.artifacts)) != len(self.artifacts) or clashes:
+            problems.append(f"artifact names must be unique, not another stage's name and not "
+                            f"{sorted(RESERVED_FOLDERS)}: {list(self.artifacts)}")
         llm_params = set(LLMParams.model_fields) if issubclass(self.config, LLMParams) else set()
         for s in self.stages:
             if s.llm is not None and s.llm not in self.config.model_fields:
@@ -108,6 +130,11 @@ class Method:
         return [s.name for s in self.stages] + [EXPORT]
 
     @property
+    def artifacts(self) -> tuple[str, ...]:
+        """Every stage's declared artifacts (folders of the partition, beside the stage folders)."""
+        return tuple(a for s in self.stages for a in s.artifacts)
+
+    @property
     def llm_stages(self) -> list[Stage]:
         return [s for s in self.stages if s.llm is not None]
 
@@ -115,23 +142,17 @@ class Method:
         return next(s for s in self.stages if s.name == name)
 
 
-# dag_id -> module holding METHOD. Imported on demand, so listing methods stays cheap.
-REGISTRY: dict[str, str] = {
-    "mind": "synth_tasks.methods.mind",
-    "markdown_qa": "synth_tasks.methods.markdown_qa",
-    "instruct": "synth_tasks.methods.instruct",
-    "curriculum": "synth_tasks.methods.curriculum",
-    "data_selection": "synth_tasks.methods.data_selection",
-    "personas": "synth_tasks.methods.personas",
-    "papers": "synth_tasks.methods.papers",
-    "knowledge_graph": "synth_tasks.methods.knowledge_graph",
-}
+def method_names() -> list[str]:
+    """The methods: every package of ``synth_tasks.methods`` (its name is the dag_id). Found by
+    listing, not importing, so listing methods stays cheap."""
+    return sorted(m.name for m in pkgutil.iter_modules(synth_tasks.methods.__path__) if m.ispkg)
 
 
 def load_method(dag_id: str) -> Method:
-    import importlib
-
-    if dag_id not in REGISTRY:
-        raise KeyError(f"no method {dag_id!r}; known: {sorted(REGISTRY)}")
-    method: Any = importlib.import_module(REGISTRY[dag_id]).METHOD
+    """The ``METHOD`` a method package declares."""
+    if dag_id not in method_names():
+        raise KeyError(f"no method {dag_id!r}; known: {method_names()}")
+    method = importlib.import_module(f"synth_tasks.methods.{dag_id}").METHOD
+    if not isinstance(method, Method) or method.dag_id != dag_id:
+        raise ValueError(f"synth_tasks.methods.{dag_id}.METHOD must be a Method with dag_id={dag_id!r}")
     return method

@@ -4,8 +4,10 @@ debugging a stage; production runs go through the DAG."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
+from synth_tasks.environment import Environment
 from synth_tasks.method import EXPORT, Method
 from synth_tasks.stage import Handoff, run_stage
 from synth_tasks.storage import RunLayout
@@ -13,23 +15,25 @@ from synth_tasks.storage import RunLayout
 
 def run_method(method: Method, cfg, layout: RunLayout, input_url: str, *,
                endpoint_for: Callable[[str], Any] | None = None, until: str | None = None,
-               max_shards: int | None = None, run_info: dict | None = None) -> dict[str, Any]:
+               max_shards: int | None = None, run_info: dict | None = None,
+               env: Environment | None = None) -> dict[str, Any]:
     """Run the stages in order, up to and including ``until`` (a stage name or "export", the
-    default). Returns {stage name: its hand-offs (a list)} and, when it ran, {"export": result}."""
+    default). Returns {stage name: its hand-offs (a list)} and, when it ran, {"export": result}.
+    ``env``: the run's environment (default: the layout's partition and store, no day)."""
     from synth_tasks.export import run_export
 
+    env = env or Environment(partition=layout.partition, data_root=layout.store.root)
+    run = functools.partial(run_stage, method, cfg=cfg, layout=layout, env=env, endpoint_for=endpoint_for,
+                            max_shards=max_shards)
     results: dict[str, Any] = {}
     upstream: list[Handoff] = []
     for stage in method.stages:
         if stage is method.stages[0]:
-            upstream = run_stage(method, stage, cfg, layout, None, endpoint_for=endpoint_for,
-                                 max_shards=max_shards, input_url=input_url)
+            upstream = run(stage=stage, upstream=None, input_url=input_url)
         elif stage.mapped:
-            upstream = [run_stage(method, stage, cfg, layout, h, endpoint_for=endpoint_for, max_shards=max_shards)
-                        for h in upstream]
+            upstream = [run(stage=stage, upstream=h) for h in upstream]
         else:
-            upstream = run_stage(method, stage, cfg, layout, upstream, endpoint_for=endpoint_for,
-                                 max_shards=max_shards)
+            upstream = run(stage=stage, upstream=upstream)
         results[stage.name] = upstream
         if stage.name == until:
             return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -17,8 +18,6 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 def include_dir() -> Path:
     """The shipped data: prompts, schemas, sample inputs, benchmark test sets, configs. Package data
     of synth_tasks (``include/`` at the project root links to it), so a wheel install has it too."""
-    from importlib.resources import files
-
     return Path(os.environ.get("SYNTH_INCLUDE_DIR") or str(files("synth_tasks") / "include"))
 
 

@@ -21,37 +21,66 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
 
+from synth_tasks.config import EndpointConfig, MethodConfig
+from synth_tasks.environment import Environment
+from synth_tasks.inputs import InputError, InputRecord, list_input_files, read_inputs
 from synth_tasks.ledger import LEDGER_SCHEMA, StageLedger
 from synth_tasks.method import EXPORT, Method, Stage
 from synth_tasks.progress import Progress
-from synth_tasks.storage import RunLayout
+from synth_tasks.storage import RunLayout, Store
+
+if TYPE_CHECKING:
+    from synth_tasks.llm.client import LLMClient, LLMError
+
+C = TypeVar("C", bound=MethodConfig)
 
 log = logging.getLogger(__name__)
 
 Handoff = dict[str, Any]
 
 
-class StageRun:
-    """What a stage function talks to: its config, where it runs, the accounting calls and, for a
-    stage declared with ``llm=...``, the LLM client (made on first use)."""
+class StageRun(Generic[C]):
+    """What a stage function talks to: its config (``cfg``, typed by the method's config class),
+    where it runs (``env``, ``layout``, ``shard``), the accounting calls, its declared artifacts and,
+    for a stage declared with ``llm=...``, the LLM endpoint and client (each made on first use)."""
 
-    def __init__(self, stage: Stage, cfg, layout: RunLayout, shard: int, n_shards: int, *,
-                 endpoint_for: Callable[[str], Any] | None = None, llm_shares: int = 1, input_store=None):
+    def __init__(self, stage: Stage, cfg: C, layout: RunLayout, shard: int, n_shards: int, *,
+                 env: Environment | None = None, endpoint_for: Callable[[str], Any] | None = None,
+                 llm_shares: int = 1, input_url: str | None = None, input_store: Store | None = None,
+                 artifacts: tuple[str, ...] = ()):
         self.stage, self.cfg, self.layout = stage, cfg, layout
-        self.input_store = input_store  # the first stage reads its input files through this
+        self.env = env or Environment(partition=layout.partition, data_root=layout.store.root)
+        self.input_url, self.input_store = input_url, input_store  # the first stage's input files
         self.shard, self.n_shards = shard, n_shards
         self.ledger = StageLedger(stage.name, shard)
         self.outputs: list[dict] = []
         self.counts: Counter = Counter()  # the stage's own counters (e.g. responses per instruction)
         self.info: dict[str, Any] = {}  # small facts for the run summary (e.g. diversity metrics)
-        self._endpoint_for, self._llm_shares = endpoint_for, llm_shares
-        self._client = self.endpoint = None
+        self._endpoint_for, self._llm_shares, self._artifacts = endpoint_for, llm_shares, artifacts
+        self._client = self._endpoint = None
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.layout.store
+
+    def artifact(self, name: str) -> str:
+        """The folder of an artifact the method declares (``Stage(artifacts=(name,))``): files a
+        stage writes beside its output for a later stage or the export to read by the same name."""
+        if name not in self._artifacts:
+            raise KeyError(f"stage {self.stage.name!r}: no artifact {name!r}; the method declares {list(self._artifacts)}")
+        return self.layout.stage_dir(name)
+
+    def read_inputs(self, files: list[str], text_column: str, id_column: str | None = None,
+                    extra_columns: tuple[str, ...] = ()) -> list[InputRecord]:
+        """The usable records of the first stage's input files, ids unique across files (a row
+        without an id is named by its path under the input and its row). Unusable files and rows
+        are accounted for here as failed, naming the file and row; the stage accounts for the
+        records it gets."""
+        records, _ = read_inputs(self.input_store, files, self.ledger, text_column, id_column, extra_columns,
+                                 base=self.input_url)
+        return records
 
     # -- accounting: every record that enters leaves as exactly one of these --------------------
     def kept(self, record_id: str, *outputs: dict) -> None:
@@ -82,19 +111,24 @@ class StageRun:
 
     # -- LLM -------------------------------------------------------------------------------------
     @property
-    def llm(self):
-        """The stage's LLM client: its endpoint from the declared connection Param, the run's
-        response cache and this shard's share of the token budget."""
-        if self._client is None:
+    def endpoint(self) -> EndpointConfig:
+        """The endpoint of the stage's declared connection Param (resolved on first use)."""
+        if self._endpoint is None:
             if self.stage.llm is None or self._endpoint_for is None:
-                raise RuntimeError(f"stage {self.stage.name!r} is not declared with llm=...: it has no LLM client")
-            from synth_tasks.llm.client import LLMClient
-
-            self.endpoint = self._endpoint_for(self.stage.llm)
+                raise RuntimeError(f"stage {self.stage.name!r} is not declared with llm=...: it has no LLM endpoint")
+            self._endpoint = self._endpoint_for(self.stage.llm)
             log.info("%s shard %d: LLM endpoint %s, model %s (from the %s Param)", self.stage.name, self.shard,
-                     self.endpoint.base_url, self.endpoint.model, self.stage.llm)
-            self._client = LLMClient.for_stage(self.cfg, self.endpoint, self.layout,
-                                               self.n_shards * self._llm_shares)
+                     self._endpoint.base_url, self._endpoint.model, self.stage.llm)
+        return self._endpoint
+
+    @property
+    def llm(self) -> LLMClient:
+        """The stage's LLM client: its endpoint, the run's response cache and this shard's share of
+        the token budget."""
+        if self._client is None:
+            from synth_tasks.llm.client import LLMClient  # httpx and openai: not at DAG parse time
+
+            self._client = LLMClient.for_stage(self.cfg, self.endpoint, self.layout, self.n_shards * self._llm_shares)
         return self._client
 
     def progress(self, total: int, what: str | None = None) -> Progress:
@@ -112,21 +146,27 @@ class StageRun:
         return asyncio.run(main())
 
     def llm_calls(self, items: list[dict], make_call: Callable[[dict], Awaitable[Any]], *,
-                  ledger: StageLedger | None = None, progress: Progress | None = None) -> list[tuple[dict, Any]]:
+                  on_failure: Callable[[dict, LLMError], None] | None = None,
+                  progress: Progress | None = None) -> list[tuple[dict, Any]]:
         """One call per item (``make_call(item)`` returns a coroutine using ``self.llm``), run under
-        the client's concurrency bound. A call that fails is recorded as failed in ``ledger`` (the
-        stage's by default), with its error and raw text; the successes come back as (item,
-        result) in input order."""
+        the client's concurrency bound; the successes come back as (item, result) in input order.
+        A call that fails fails its item's record (``item["id"]``) with the error and raw text,
+        unless ``on_failure(item, error)`` says otherwise (a failed figure description leaves its
+        paper as it was)."""
         from synth_tasks.llm.client import LLMError
 
-        ledger = ledger or self.ledger
         progress = progress or self.progress(len(items))
+
+        def fail(item: dict, exc: LLMError) -> None:
+            self.failed(item["id"], str(exc), raw=exc.raw)
+
+        handle = on_failure or fail
 
         async def one(item: dict):
             try:
                 result = await make_call(item)
             except LLMError as exc:
-                ledger.failed(item["id"], str(exc), raw=exc.raw)
+                handle(item, exc)
                 progress.update(error=True)
                 return None
             progress.update(tokens=_fresh_tokens(result))
@@ -141,9 +181,12 @@ class StageRun:
     def stats(self, seconds: float) -> dict:
         stats = self.ledger.stats() | {"produced": len(self.outputs), "seconds": round(seconds, 3),
                                        "n_shards": self.n_shards, "counts": dict(self.counts), "info": self.info}
-        if self._client is not None:
-            stats |= {"usage": self._client.usage.as_dict(), "model": self.endpoint.model,
-                      "endpoint": {"base_url": self.endpoint.base_url, "model": self.endpoint.model}}
+        if self._endpoint is not None:  # usage stays 0 where the stage only asked what the endpoint is
+            from synth_tasks.llm.client import Usage
+
+            usage = (self._client.usage if self._client is not None else Usage()).as_dict()
+            stats |= {"usage": usage, "model": self._endpoint.model,
+                      "endpoint": {"base_url": self._endpoint.base_url, "model": self._endpoint.model}}
         return stats
 
 
@@ -192,23 +235,21 @@ def read_handoffs(layout: RunLayout, upstream: list[Handoff]) -> list[dict]:
 
 
 def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Handoff | list[Handoff] | None, *,
-              endpoint_for: Callable[[str], Any] | None = None, max_shards: int | None = None,
-              input_url: str | None = None, input_store=None,
+              env: Environment | None = None, endpoint_for: Callable[[str], Any] | None = None,
+              max_shards: int | None = None, input_url: str | None = None,
               allowed_roots: tuple[str, ...] | None = None) -> Handoff | list[Handoff]:
     """Run one stage (one shard of it, if mapped) and return its hand-off(s).
 
-    The first stage takes the input files under ``input_url``, read through ``input_store`` (the
-    filesystem of the input's own URL; default: fsspec's for it) and, with ``allowed_roots``, only
-    from inside those (then the partition's work is started afresh);
+    The first stage takes the input files under ``input_url``, read through the environment's
+    store for the input's own filesystem and, with ``allowed_roots``, only from inside those (then
+    the partition's work is started afresh);
     a mapped stage takes the one shard its upstream hand-off names; an unmapped stage takes all of
     its upstream hand-offs and writes its output in shards again (grown to fit ``max_shards``)."""
-    from synth_tasks.inputs import InputError, input_root, list_input_files
-    from synth_tasks.storage import Store
-
     started, started_at = time.monotonic(), time.time()
+    env = env or Environment(partition=layout.partition, data_root=layout.store.root)
     first = stage is method.stages[0]
+    input_store = env.input_store(input_url) if first else None
     if first:
-        input_store = input_store or Store(input_root(input_url))
         records = list_input_files(input_store, input_url, in_folder=method.input_files, allowed_roots=allowed_roots)
         shard, n_shards = 0, 1
     elif stage.mapped:
@@ -217,8 +258,11 @@ def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Ha
     else:
         records, shard, n_shards = read_handoffs(layout, upstream), 0, 1
 
-    run = StageRun(stage, cfg, layout, shard, n_shards, endpoint_for=endpoint_for,
-                   llm_shares=max(1, len(method.llm_stages)), input_store=input_store)
+    run = StageRun(stage, cfg, layout, shard, n_shards, env=env, endpoint_for=endpoint_for,
+                   llm_shares=max(1, len(method.llm_stages)), input_url=input_url, input_store=input_store,
+                   artifacts=method.artifacts)
+    if first:  # its own artifacts are written while it runs: no stale file of an earlier run may stay
+        layout.clear(list(stage.artifacts))
     stage.run(run, records)
 
     ledger = run.ledger
@@ -231,7 +275,8 @@ def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Ha
             raise InputError(f"no usable input records in {input_url!r}: {problems}")
         # A re-run of a partition starts its work afresh, but only now that its input has proved
         # usable; the published final/ stays until the new export replaces it.
-        layout.clear_working([s.name for s in method.stages] + [EXPORT])
+        layout.clear_working([s.name for s in method.stages] + [a for a in method.artifacts if a not in stage.artifacts]
+                             + [EXPORT])
 
     if ledger.dropped:
         layout.store.write_parquet(layout.part(f"_dropped/{stage.name}", shard), _uniform(ledger.dropped))

@@ -181,11 +181,15 @@ class RunLayout:
     # What a run writes besides its published final/ and _summary.json.
     WORKING = ("_ledger", "_dropped", "_stats", "_staging")
 
+    def clear(self, folders: list[str]) -> None:
+        """Remove these folders of the partition (stage folders, artifacts)."""
+        for name in folders:
+            self.store.delete_tree(f"{self.base}/{name}", inside=self.base)
+
     def clear_working(self, stages: list[str]) -> None:
         """Start the partition's work afresh: every stage folder and the bookkeeping folders. The
         published final/ and _summary.json stay until a new export replaces them."""
-        for name in [*stages, *self.WORKING]:
-            self.store.delete_tree(f"{self.base}/{name}", inside=self.base)
+        self.clear([*stages, *self.WORKING])
 
     def publish(self) -> list[str]:
         """Replace the published final/ by the staged one, file by file (each write is atomic), then

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # not at import: conftest sets Airflow's environment before anything imports airflow
+    from synth_tasks.storage import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="synth-tests-"))
@@ -47,6 +52,40 @@ def load_dag(dag_id: str, folder: Path = ROOT / "dags"):
 def run_state(obj) -> str:
     """A dag run's or task instance's state as a plain string (Airflow gives an enum or a str)."""
     return str(getattr(obj.state, "value", obj.state))
+
+
+@dataclass
+class DagRun:
+    """One run of a DAG through ``dag.test()``: Airflow's dag run, the staging store and where the
+    run's partition lies on it."""
+
+    dag_run: Any  # what dag.test() returned
+    store: Store  # the staging store the run wrote to
+    base: str  # the run's partition folder: {data root}/{dag_id}/{partition}
+    partition: str
+
+    @property
+    def state(self) -> str:
+        return run_state(self.dag_run)
+
+    @property
+    def summary(self) -> dict | None:
+        """The run summary (``base/_summary.json``), read now; None where the run did not write it."""
+        url = f"{self.base}/_summary.json"
+        return self.store.read_json(url) if self.store.exists(url) else None
+
+
+def run_dag(dag, conf: dict) -> DagRun:
+    """``dag.test()`` once with these Params, and where the run lives. ``dag.test()`` keeps the last
+    run's Params on the DAG object, so callers name the input every time (a module's fixed defaults
+    merged at the call: ``run_dag(dag, BASE_CONF | conf)``). The staging store comes from the
+    environment as it is when this returns, so a test that points $SYNTH_DATA_ROOT elsewhere gets
+    that store. The run's state is not checked here: callers assert it."""
+    from synth_tasks.airflow_glue import environment_for
+
+    dag_run = dag.test(run_conf=conf)
+    layout = environment_for({"dag_run": dag_run}).layout(dag.dag_id)
+    return DagRun(dag_run=dag_run, store=layout.store, base=layout.base, partition=layout.partition)
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ class ChatResult:
     completion_tokens: int
     cached: bool = False
     parsed: BaseModel | None = field(default=None, repr=False)
+    cache_key: str | None = field(default=None, repr=False)  # where the answer is cached once accepted
 
 
 class _RetryableResponse(Exception):
@@ -266,17 +267,18 @@ class LLMClient:
         answer holds (MIND keeps its whole turns) spares a second request, which has the same
         budget and is mostly cut off again."""
         if response_model is None:
-            return await self._complete(messages, sampling, None)
+            return await self._remember(await self._complete(messages, sampling, None))
         response_format, instruction = self._format(response_model)
         if self.endpoint.structured_output == "prompt":
             messages = [*messages, {"role": "system", "content": instruction}]
         result = await self._complete(messages, sampling, response_format)
         try:
             result.parsed = response_model.model_validate_json(_json_text(result.text))
-            return result
+            return await self._remember(result)
         except ValidationError as first_error:
             if result.finish_reason == "length" and not (
                     repair_cut_off(result.text) if callable(repair_cut_off) else repair_cut_off):
+                await self._remember(result)  # the caller keeps what the cut-off answer holds
                 raise LLMError("invalid_structured_output", f"cut off at max_tokens: {_short_errors(first_error)}",
                                raw=result.text, result=result) from None
             repair = [*messages, {"role": "assistant", "content": result.text},
@@ -286,13 +288,14 @@ class LLMClient:
         repaired = await self._complete(repair, sampling, response_format)
         try:
             repaired.parsed = response_model.model_validate_json(_json_text(repaired.text))
-            return repaired
+            return await self._remember(repaired)
         except ValidationError as second_error:
             raise LLMError("invalid_structured_output", _short_errors(second_error), raw=repaired.text,
                            result=repaired) from None
 
     async def _complete(self, messages: list[dict], sampling: SamplingParams, response_format: dict | None
                         ) -> ChatResult:
+        """The cached answer to this request, else a fresh one (not cached yet: see ``_remember``)."""
         model = self.endpoint.model
         params = sampling.model_dump(exclude_none=True)
         key = cache_key(self.cache_namespace, model, messages, params, response_format)
@@ -300,7 +303,7 @@ class LLMClient:
             hit = await self.cache.aget(key)
             if hit is not None:
                 self.usage.cache_hits += 1
-                return ChatResult(**hit, cached=True)
+                return ChatResult(**hit, cached=True, cache_key=key)
 
         response = await self._send(messages, {**params, **({"response_format": response_format}
                                                              if response_format else {})})
@@ -312,15 +315,22 @@ class LLMClient:
             finish_reason=choice.finish_reason,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
+            cache_key=key,
         )
         self.usage.requests += 1
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.completion_tokens += result.completion_tokens
-        if self.cache is not None:
-            await self.cache.aput(key, {"text": result.text, "model": result.model,
-                                        "finish_reason": result.finish_reason,
-                                        "prompt_tokens": result.prompt_tokens,
-                                        "completion_tokens": result.completion_tokens})
+        return result
+
+    async def _remember(self, result: ChatResult) -> ChatResult:
+        """Cache a fresh answer once it is accepted: a plain-text answer, or a structured one that
+        passed its schema (or that its caller keeps). An answer that failed validation is never
+        cached, so one bad body from the server does not fail its record in every re-run."""
+        if self.cache is not None and not result.cached:
+            await self.cache.aput(result.cache_key, {"text": result.text, "model": result.model,
+                                                     "finish_reason": result.finish_reason,
+                                                     "prompt_tokens": result.prompt_tokens,
+                                                     "completion_tokens": result.completion_tokens})
         return result
 
     async def _send(self, messages: list[dict], kwargs: dict):

@@ -5,11 +5,13 @@ LLMError with the raw text: a record is never scored silently."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel
 
 from synth_tasks.config import SamplingParams
+from synth_tasks.prompts import load_prompt, render
 
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 DEFAULT_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.3, "coherence": 0.2, "complexity": 0.1, "verbosity": 0.1}
@@ -49,8 +51,6 @@ class LLMJudge:
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=128)
 
     async def score(self, instruction: str, response: str) -> dict:
-        from synth_tasks.prompts import load_prompt, render
-
         prompt = render(load_prompt("quality/judge_helpsteer2"), instruction=instruction, response=response)
         result = await self.client.chat([{"role": "user", "content": prompt}], self.sampling,
                                         response_model=HelpSteerScores)
@@ -67,8 +67,6 @@ class RewardModelJudge:
         self.client, self.weights = client, weights
 
     async def score(self, instruction: str, response: str) -> dict:
-        import json
-
         from synth_tasks.llm.client import LLMError
 
         raw = await self.client.raw_completion(

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from synth_tasks.config import SamplingParams
-from synth_tasks.prompts import include_dir
+from synth_tasks.prompts import include_dir, load_prompt, render
 from synth_tasks.quality.filters import KEEP, Verdict, drop
 
 
@@ -49,8 +49,6 @@ class LLMSafetyJudge:
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=64)
 
     async def __call__(self, text: str) -> Verdict:
-        from synth_tasks.prompts import load_prompt, render
-
         result = await self.client.chat(
             [{"role": "user", "content": render(load_prompt("quality/safety_judge"), text=text)}],
             self.sampling, response_model=SafetyJudgement)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, load_dag, run_state
+from tests.conftest import ROOT, load_dag, run_dag, run_state
 from tests.dags.test_mind_e2e import _jsonl
 from tests.synth_tasks.methods.curriculum_replies import CurriculumReplies
 
@@ -17,6 +17,8 @@ STAGES = ["basic-perception", "object-recognition", "spatial-physics", "language
           "abstract-reasoning", "social-cognition"]
 SMALL = {"items_per_stage": 2, "eval_items_per_stage": 2, "shard_size": 8, "duplicate_threshold": 99.0,
          "max_tokens": 200}
+# dag.test() keeps the last run's Params on the DAG object: every run names its input
+BASE_CONF = {"input_path": "include/configs/curriculum/stages.yaml"}
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +26,13 @@ def curriculum_dag(airflow_db):
     return load_dag("curriculum", ROOT / "dags" / "curriculum.py")
 
 
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf={"input_path": "include/configs/curriculum/stages.yaml"} | conf)
-    store = store_for(data_root())
-    return dag_run, store, store.join("curriculum", partition_for({"dag_run": dag_run}))
-
-
 def test_ordered_shards_manifest_eval_splits_and_report(curriculum_dag, fault_server, monkeypatch, tmp_path, capsys):
     fault_server.responder = CurriculumReplies()
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
-    dag_run, store, base = _run(curriculum_dag, SMALL | {"schedule": "hybrid"})
-    assert run_state(dag_run) == "success"
+    run = run_dag(curriculum_dag, BASE_CONF | SMALL | {"schedule": "hybrid"})
+    assert run.state == "success"
+    store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == []
     st = summary["stages"]
@@ -115,9 +110,9 @@ def test_a_stages_file_that_does_not_rise_fails_the_check(curriculum_dag, fault_
     fault_server.responder = CurriculumReplies()
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
-    dag_run, store, base = _run(curriculum_dag, SMALL | {"input_path": str(tmp_path / "stages.yaml"),
-                                                         "evaluate": False})
-    assert run_state(dag_run) == "failed"
+    run = run_dag(curriculum_dag, BASE_CONF | SMALL | {"input_path": str(tmp_path / "stages.yaml"), "evaluate": False})
+    dag_run = run.dag_run
+    assert run.state == "failed"
     assert run_state(dag_run.get_task_instance("export")) == "failed"
     assert run_state(dag_run.get_task_instance("dedup")) == "success"
 
@@ -127,9 +122,10 @@ def test_embedded_model_run_balances(curriculum_dag, embedded_llm):
     """One item per stage and split on the embedded 135M model (kept small: it shares the test run's
     budget): whatever it writes, every item is kept, moved, filtered with its reason or failed, and
     the per-stage evaluation report of the model exists."""
-    dag_run, store, base = _run(curriculum_dag, {"items_per_stage": 1, "eval_items_per_stage": 1, "max_tokens": 128,
-                                                 "question_max_tokens": 96, "check_rising": False})
-    assert run_state(dag_run) == "success"
+    run = run_dag(curriculum_dag, BASE_CONF | {"items_per_stage": 1, "eval_items_per_stage": 1, "max_tokens": 128,
+                                               "question_max_tokens": 96, "check_rising": False})
+    assert run.state == "success"
+    store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == []
     assert summary["stages"]["generate"]["input"] == 12 and summary["usage"]["requests"] >= 12

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import load_dag
+from tests.conftest import load_dag, run_dag
 
 pytestmark = [pytest.mark.airflow]
 
@@ -17,14 +17,12 @@ def selection_dag(airflow_db):
 
 
 def test_shipped_mix_reaches_final_with_tokenized_files(selection_dag, tmp_path, monkeypatch):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
     from synth_tasks.methods.data_selection.tokenized import load_tokenizer, read_split
 
     monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path / "no-server-here"))  # no model server to find
-    dag_run = selection_dag.test(run_conf={"input_path": "include/configs/data_selection_mix.yaml"})
-    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
-    store = store_for(data_root())
-    summary = store.read_json(store.join("data_selection", partition_for({"dag_run": dag_run}), "_summary.json"))
+    run = run_dag(selection_dag, {"input_path": "include/configs/data_selection_mix.yaml"})
+    assert run.state == "success"
+    store, summary = run.store, run.summary
     assert summary["accounted_for"], summary["problems"]
     assert summary["usage"] == {} and summary["endpoints"] == []
     assert summary["stage_order"] == ["prepare", "seq2seq", "screen", "select", "render", "tokenize", "export"]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from synth_tasks.quality.judge import ATTRIBUTES
-from tests.conftest import DATA, load_dag, run_state
+from tests.conftest import DATA, load_dag, run_dag, run_state
 
 pytestmark = [pytest.mark.llm, pytest.mark.airflow]
 
@@ -24,15 +24,6 @@ def instruct_dag(airflow_db):
     return load_dag("instruct")
 
 
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf=conf)
-    store = store_for(data_root())
-    return dag_run, store, store.join("instruct", partition_for({"dag_run": dag_run}))
-
-
-
 def _jsonl(store, url):
     return [json.loads(line) for line in store.read_bytes(url).decode().splitlines()]
 
@@ -42,8 +33,9 @@ def _rows(store, base, folder):
 
 
 def test_instruct_end_to_end(instruct_dag, embedded_llm):
-    dag_run, store, base = _run(instruct_dag, SMALL)
-    assert run_state(dag_run) == "success"
+    run = run_dag(instruct_dag, SMALL)
+    assert run.state == "success"
+    store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["problems"] == [] and summary["stage_order"] == STAGES
     stages = summary["stages"]
@@ -105,7 +97,7 @@ def test_instruct_end_to_end(instruct_dag, embedded_llm):
 
 
 def test_unknown_judge_attribute_fails_the_run_at_the_start_without_retries(instruct_dag):
-    dag_run, _, _ = _run(instruct_dag, {"judge_weights": {"helpfulness": 1.0, "humour": 1.0}})
-    assert run_state(dag_run) == "failed"
-    ti = dag_run.get_task_instance("prepare")
+    run = run_dag(instruct_dag, {"judge_weights": {"helpfulness": 1.0, "humour": 1.0}})
+    assert run.state == "failed"
+    ti = run.dag_run.get_task_instance("prepare")
     assert run_state(ti) == "failed" and ti.try_number == 1

@@ -9,12 +9,14 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, load_dag, run_state
+from tests.conftest import ROOT, load_dag, run_dag
 from tests.synth_tasks.methods.knowledge_graph_replies import reply
 
 pytestmark = [pytest.mark.airflow]
 
 DOCS = ROOT / "include" / "sample_data" / "markdown_qa" / "docs"
+# dag.test() keeps the last run's Params on the DAG object: every run names its input
+BASE_CONF = {"input_path": str(DOCS), "train_ratio": 0.5}
 GRAPH_FILES = ("entities.parquet", "relationships.parquet", "communities.parquet", "community_reports.parquet",
                "text_units.parquet", "graph.graphml")
 
@@ -23,16 +25,6 @@ GRAPH_FILES = ("entities.parquet", "relationships.parquet", "communities.parquet
 def kg_dag(airflow_db):
     return load_dag("knowledge_graph")
 
-
-
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf={"input_path": str(DOCS), "train_ratio": 0.5} | conf)
-    store = store_for(data_root())
-    base = store.join("knowledge_graph", partition_for({"dag_run": dag_run}))
-    summary_url = f"{base}/_summary.json"
-    return dag_run, store, base, store.read_json(summary_url) if store.exists(summary_url) else None
 
 
 def _final(store, summary) -> list[dict]:
@@ -64,8 +56,9 @@ def test_records_reach_final_with_the_graph_files_on_a_scripted_endpoint(kg_dag,
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     conf = {"chunk_tokens": 300, "chunk_overlap": 50, "paths_per_length": 6, "max_reports": 3, "shard_size": 8}
-    dag_run, store, base, summary = _run(kg_dag, conf)
-    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    run = run_dag(kg_dag, BASE_CONF | conf)
+    store, base, summary = run.store, run.base, run.summary
+    assert run.state == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["produced"] == 26 and stages["extract"]["shards"] == 4
     assert summary["info"]["graph"]["entities"] > 10 and summary["info"]["graph"]["relationships"] > 5
@@ -100,8 +93,9 @@ def test_the_embedded_model_extracts_a_graph_and_the_ledger_balances(kg_dag, emb
     conf = {"chunk_tokens": 250, "chunk_overlap": 30, "max_chunks": 2, "extraction_max_tokens": 256,
             "max_reports": 0, "path_hops": [], "global_questions": False, "summary_min_chars": 4000,
             "entity_grounding_threshold": 0}
-    dag_run, store, base, summary = _run(kg_dag, conf)
-    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    run = run_dag(kg_dag, BASE_CONF | conf)
+    store, base, summary = run.store, run.base, run.summary
+    assert run.state == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     for name, s in stages.items():
         assert s["kept"] + s["filtered"] + s["failed"] == s["input"], name

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import DATA, ROOT, load_dag
+from tests.conftest import DATA, ROOT, load_dag, run_dag
 
 pytestmark = [pytest.mark.airflow]
 
@@ -18,16 +18,6 @@ def qa_dag(airflow_db):
     return load_dag("markdown_qa")
 
 
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf=conf)
-    assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
-    store = store_for(data_root())
-    summary = store.read_json(store.join("markdown_qa", partition_for({"dag_run": dag_run}), "_summary.json"))
-    return store, summary
-
-
 @pytest.mark.llm
 def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, tmp_path):
     folder = tmp_path / "docs"
@@ -36,9 +26,11 @@ def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, t
     shutil.copy(DATA / "markdown" / "service_guide.md", folder)
     # grounding_threshold 0: the 135M model's quotes rarely match their section, and this test is
     # about the DAG carrying pairs end to end (grounding itself is tested with a scripted LLM)
-    store, summary = _run(qa_dag, {"input_path": str(folder), "pairs_per_section": 2, "max_tokens": 256,
-                                   "section_min_tokens": 40, "train_ratio": 0.5, "grounding_threshold": 0,
-                                   "min_quote_words": 1})
+    run = run_dag(qa_dag, {"input_path": str(folder), "pairs_per_section": 2, "max_tokens": 256,
+                           "section_min_tokens": 40, "train_ratio": 0.5, "grounding_threshold": 0,
+                           "min_quote_words": 1})
+    assert run.state == "success"
+    store, summary = run.store, run.summary
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["kept"] == 2
@@ -72,8 +64,12 @@ def test_two_real_markdown_files_with_the_embedded_model(qa_dag, embedded_llm, t
 
 def test_no_llm_mode_runs_without_any_model_and_repeats_exactly(qa_dag, tmp_path, monkeypatch):
     monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path / "no-server-here"))  # no embedded server to find
-    store, first = _run(qa_dag, {"no_llm": True})
-    _, second = _run(qa_dag, {"no_llm": True})
+    run = run_dag(qa_dag, {"no_llm": True})
+    assert run.state == "success"
+    store, first = run.store, run.summary
+    run = run_dag(qa_dag, {"no_llm": True})
+    assert run.state == "success"
+    second = run.summary
     assert first["accounted_for"] and first["counts"]["train"] > 0 and first["usage"] == {}
     assert first["stage_order"] == ["prepare", "facts", "generate", "ground", "dedup", "render", "export"]
     for name in ("train_conversations", "validation_conversations", "train_jsonl", "validation_jsonl"):

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from synth_tasks.method import REGISTRY, load_method
-from tests.conftest import FIXTURE_DAGS, ROOT, load_dag, run_state
+from synth_tasks.method import load_method, method_names
+from tests.conftest import FIXTURE_DAGS, ROOT, load_dag, run_dag, run_state
 
 pytestmark = [pytest.mark.airflow]
 
@@ -30,12 +30,9 @@ def uppercase_dag(airflow_db):
 
 
 def test_the_fixture_method_runs_end_to_end_from_its_declaration(uppercase_dag):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = uppercase_dag.test(run_conf={"train_ratio": 1.0})
-    assert run_state(dag_run) == "success"
-    store = store_for(data_root())
-    base = store.join("uppercase", partition_for({"dag_run": dag_run}))
+    run = run_dag(uppercase_dag, {"train_ratio": 1.0})
+    assert run.state == "success"
+    dag_run, store, base = run.dag_run, run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"] and summary["stage_order"] == ["prepare", "shout", "export"]
     stages = summary["stages"]
@@ -58,7 +55,7 @@ def test_the_fixture_method_runs_end_to_end_from_its_declaration(uppercase_dag):
                                               "url": f"{base}/final"}]
 
 
-@pytest.mark.parametrize("dag_id", sorted(REGISTRY))
+@pytest.mark.parametrize("dag_id", method_names())
 def test_each_dag_is_its_declaration(dags, dag_id):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -77,7 +74,7 @@ def test_each_dag_is_its_declaration(dags, dag_id):
     assert all(upstream[nxt] == [prev] for prev, nxt in zip(order, order[1:]))
 
 
-@pytest.mark.parametrize("dag_id", sorted(REGISTRY))
+@pytest.mark.parametrize("dag_id", method_names())
 def test_the_trigger_form_has_titles_and_sections_method_first(dags, dag_id):
     from synth_tasks.config import SECTIONS
 
@@ -97,7 +94,7 @@ def test_the_trigger_form_has_titles_and_sections_method_first(dags, dag_id):
             assert schema["examples"] == schema["items"]["enum"], f"{name} is a multi-select"
 
 
-@pytest.mark.parametrize("dag_id", sorted(REGISTRY))
+@pytest.mark.parametrize("dag_id", method_names())
 def test_each_export_updates_its_dags_final_asset(dags, dag_id):
     from synth_tasks.airflow_glue import asset_for
 
@@ -135,6 +132,6 @@ def test_mind_styles_are_a_multi_select(dags):
 
 
 def test_a_parse_time_setting_changed_at_trigger_fails_the_run_naming_it(uppercase_dag):
-    dag_run = uppercase_dag.test(run_conf={"max_active_tasks_per_run": 9})
-    ti = dag_run.get_task_instance("prepare")
-    assert run_state(dag_run) == "failed" and run_state(ti) == "failed" and ti.try_number == 1
+    run = run_dag(uppercase_dag, {"max_active_tasks_per_run": 9})
+    ti = run.dag_run.get_task_instance("prepare")
+    assert run.state == "failed" and run_state(ti) == "failed" and ti.try_number == 1

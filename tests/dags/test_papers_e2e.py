@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import load_dag, run_state
+from tests.conftest import load_dag, run_dag
 from tests.synth_tasks.methods import papers_pdfs as pdfs
 from tests.synth_tasks.methods.papers_replies import grounded_reply
 
@@ -19,16 +19,6 @@ pytestmark = [pytest.mark.airflow]
 @pytest.fixture(scope="module")
 def papers_dag(airflow_db):
     return load_dag("papers")
-
-
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf=conf)
-    store = store_for(data_root())
-    base = store.join("papers", partition_for({"dag_run": dag_run}))
-    return dag_run, store, base
-
 
 
 def _final(store, summary) -> list[dict]:
@@ -58,8 +48,9 @@ def test_grounded_pairs_reach_final_and_a_bad_pdf_fails_alone(papers_dag, fault_
     folder.mkdir()
     (folder / "paper.pdf").write_bytes(pdfs.two_column_paper())
     (folder / "locked.pdf").write_bytes(pdfs.encrypted_pdf())
-    dag_run, store, base = _run(papers_dag, {"input_path": str(folder), "train_ratio": 1.0})
-    assert run_state(dag_run) == "success"
+    run = run_dag(papers_dag, {"input_path": str(folder), "train_ratio": 1.0})
+    assert run.state == "success"
+    dag_run, store, base = run.dag_run, run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]
@@ -97,10 +88,11 @@ def test_the_embedded_model_end_to_end(papers_dag, embedded_llm, tmp_path):
     folder = tmp_path / "papers"
     folder.mkdir()
     (folder / "paper.pdf").write_bytes(pdfs.two_column_paper())
-    dag_run, store, base = _run(papers_dag, {"input_path": str(folder), "max_contexts_per_paper": 2,
-                                             "questions_per_context": 1, "multi_hop_per_paper": 1,
-                                             "max_tokens": 256, "train_ratio": 1.0})
-    assert run_state(dag_run) == "success"
+    run = run_dag(papers_dag, {"input_path": str(folder), "max_contexts_per_paper": 2,
+                               "questions_per_context": 1, "multi_hop_per_paper": 1,
+                               "max_tokens": 256, "train_ratio": 1.0})
+    assert run.state == "success"
+    store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]

@@ -8,25 +8,19 @@ import json
 
 import pytest
 
-from tests.conftest import SAMPLE, load_dag, run_state
+from tests.conftest import SAMPLE, load_dag, run_dag
 from tests.synth_tasks.methods.personas_replies import reply
 
 pytestmark = [pytest.mark.airflow]
+
+# dag.test() keeps the last run's Params on the DAG object: every run names its input
+BASE_CONF = {"input_path": str(SAMPLE)}
 
 
 @pytest.fixture(scope="module")
 def personas_dag(airflow_db):
     return load_dag("personas")
 
-
-
-def _run(dag, conf):
-    from synth_tasks.airflow_glue import data_root, partition_for, store_for
-
-    dag_run = dag.test(run_conf={"input_path": str(SAMPLE)} | conf)  # dag.test() keeps the last run's Params
-    store = store_for(data_root())
-    summary_url = store.join("personas", partition_for({"dag_run": dag_run}), "_summary.json")
-    return dag_run, store, store.read_json(summary_url) if store.exists(summary_url) else None
 
 
 def _final(store, summary):
@@ -47,8 +41,9 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
     monkeypatch.setenv("SYNTH_DATA_ROOT", f"file://{tmp_path}/data")  # a hub of this test's own
     conf = {"max_personas": 3, "turns": 2, "train_ratio": 0.5, "shard_size": 8}
-    dag_run, store, summary = _run(personas_dag, conf)
-    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    run = run_dag(personas_dag, BASE_CONF | conf)
+    store, summary = run.store, run.summary
+    assert run.state == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     assert stages["prepare"]["kept"] == 4 and stages["text_to_persona"]["produced"] == 12
     assert stages["expand"]["produced"] == 36 and stages["dedup"]["kept"] == 27
@@ -75,8 +70,9 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
         assert len(rows) == stages[stage]["input"]
 
     # a second run over the same texts finds nothing new: the hub stays as it was
-    dag_run2, store, summary2 = _run(personas_dag, conf)
-    assert run_state(dag_run2) == "success" and summary2["accounted_for"]
+    run2 = run_dag(personas_dag, BASE_CONF | conf)
+    store, summary2 = run2.store, run2.summary
+    assert run2.state == "success" and summary2["accounted_for"]
     assert summary2["info"]["personas"] == summary2["info"]["personas"] | {
         "hub_before": 27, "candidates": 36, "minhash_duplicates": 36, "new": 0, "hub_after": 27}
     assert summary2["counts"]["train"] + summary2["counts"]["validation"] == 0 and len(_hub(store)) == 27
@@ -85,13 +81,14 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
 @pytest.mark.llm
 def test_the_embedded_model_grows_a_hub_and_the_ledger_balances(personas_dag, embedded_llm, monkeypatch, tmp_path):
     """The shipped sample with the real 135M model, kept small (9 requests): the ledger balances and
-    what the model answered reaches the hub. (The README's numbers come from a larger
+    what the model answered reaches the hub. (docs/methods/personas.md's numbers come from a larger
     configuration it names, triggered the same way.)"""
     monkeypatch.setenv("SYNTH_DATA_ROOT", f"file://{tmp_path}/data")
     small = {"personas_per_text": 1, "expand_depth": 1, "relations_per_persona": 1, "max_personas": 1,
              "templates": ["user_instruction"], "source": "none", "max_tokens": 96, "text_max_chars": 400}
-    dag_run, store, summary = _run(personas_dag, small)
-    assert run_state(dag_run) == "success" and summary["accounted_for"], summary and summary["problems"]
+    run = run_dag(personas_dag, BASE_CONF | small)
+    store, summary = run.store, run.summary
+    assert run.state == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     for name, s in stages.items():
         assert s["kept"] + s["filtered"] + s["failed"] == s["input"], name

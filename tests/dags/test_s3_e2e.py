@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.conftest import SAMPLE, load_dag
+from tests.conftest import SAMPLE, load_dag, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -39,8 +39,6 @@ def _get(client, bucket: str, key: str) -> bytes:
 
 
 def test_mind_runs_on_s3_and_reruns_from_the_cache_there(mind_dag, s3_server, fault_server, monkeypatch):
-    from synth_tasks.airflow_glue import partition_for
-
     bucket, client = s3_server.new_bucket("e2e"), s3_server.client()
     local_root = os.environ["SYNTH_DATA_ROOT"].removeprefix("file://")  # the session's, before this test's
     client.put_object(Bucket=bucket, Key="inputs/2026-01-01/sample.jsonl", Body=SAMPLE.read_bytes())
@@ -54,10 +52,10 @@ def test_mind_runs_on_s3_and_reruns_from_the_cache_there(mind_dag, s3_server, fa
     conf = CONF | {"input_path": f"s3://{bucket}/inputs/2026-01-01/sample.jsonl"}
 
     def run():
-        dag_run = mind_dag.test(run_conf=conf)
-        assert str(getattr(dag_run.state, "value", dag_run.state)) == "success"
-        prefix = f"staging/mind/{partition_for({'dag_run': dag_run})}/"
-        return prefix, json.loads(_get(client, bucket, prefix + "_summary.json")), _xcoms(dag_run.run_id)
+        run = run_dag(mind_dag, conf)
+        assert run.state == "success"
+        prefix = f"staging/mind/{run.partition}/"
+        return prefix, json.loads(_get(client, bucket, prefix + "_summary.json")), _xcoms(run.dag_run.run_id)
 
     prefix, summary, xcoms = run()
     keys = _keys(client, bucket, prefix)

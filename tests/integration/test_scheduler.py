@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from synth_tasks.airflow_glue import partition_name
+from synth_tasks.environment import run_partition
 from synth_tasks.storage import RunLayout, Store
 from tests.fault_server import FaultServer
 from tests.integration.airflow_server import ROOT
@@ -72,14 +72,14 @@ def test_trigger_with_conf_runs_to_success_and_publishes_the_partition(markdown_
     assert {t["task_id"] for t in tis} == {"prepare", "facts", "generate", "ground", "dedup", "render", "export"}
     assert all(t["state"] == "success" and t["try_number"] == 1 for t in tis), tis
 
-    lay = layout(markdown_qa, "markdown_qa", partition_name(run_id))
+    lay = layout(markdown_qa, "markdown_qa", run_partition(run_id))
     summary = lay.store.read_json(lay.summary)
-    assert summary["run_id"] == run_id and summary["partition"] == run_id == lay.partition
+    assert summary["run_id"] == run_id and summary["partition"] == f"run-{run_id}" == lay.partition
     assert summary["accounted_for"], summary["problems"]
     assert summary["config"]["no_llm"] is True and summary["config"]["input_path"] == str(two_docs)
     assert summary["usage"] == {} and summary["models"] == []  # no model was called
     assert summary["stages"]["prepare"]["input"] == summary["stages"]["prepare"]["kept"] == 2
-    names = {p.name for p in (markdown_qa.data / "markdown_qa" / run_id / "final").iterdir()}
+    names = {p.name for p in (markdown_qa.data / "markdown_qa" / lay.partition / "final").iterdir()}
     assert {"train.jsonl", "validation.jsonl", "train.parquet", "validation.parquet"} <= names
     assert {n.split("-synthetic-data-")[0] for n in names if "-synthetic-data-" in n} == {"train", "validation"}
     records = final_records(lay)
@@ -302,7 +302,7 @@ def test_task_killed_mid_shard_is_retried_and_resends_no_completed_request(airfl
         assert llm.aborted[0] in llm.completed  # the one in flight at the kill was asked again, once
         assert len(llm.requests) == 15
 
-    lay = layout(airflow, "mind", partition_name(run_id))
+    lay = layout(airflow, "mind", run_partition(run_id))
     summary = lay.store.read_json(lay.summary)
     assert summary["accounted_for"], summary["problems"]
     usage = summary["stages"]["generate"]["usage"]

@@ -13,12 +13,12 @@ from tests.conftest import ROOT
 CHECK = """
 import pathlib, sys
 import synth_tasks
-from synth_tasks.method import REGISTRY, load_method
+from synth_tasks.method import load_method, method_names
 from synth_tasks.prompts import include_dir, load_prompt, render
 from synth_tasks.quality.decontamination import Decontaminator
 assert pathlib.Path(synth_tasks.__file__).is_relative_to(sys.prefix), synth_tasks.__file__
 assert include_dir().is_relative_to(sys.prefix), include_dir()
-for dag_id in REGISTRY:
+for dag_id in method_names():
     load_method(dag_id)
 prompts = sorted((include_dir() / "prompts").rglob("*.txt"))
 methods = {p.parent.name for p in prompts}

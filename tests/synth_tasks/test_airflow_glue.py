@@ -4,7 +4,7 @@ import pendulum
 import pytest
 
 from synth_tasks import airflow_glue as glue
-from synth_tasks.methods.mind import MindConfig
+from synth_tasks.methods.mind.config import MindConfig
 
 DAY = pendulum.datetime(2026, 3, 4, tz="UTC")
 
@@ -14,21 +14,15 @@ def _ctx(run_type: str, run_id: str = "scheduled__2026-03-04T00:00:00+00:00"):
             "logical_date": DAY}
 
 
-def test_scheduled_and_backfill_runs_write_their_data_interval_day():
-    assert glue.partition_for(_ctx("scheduled")) == "2026-03-04"
-    assert glue.partition_for(_ctx("backfill", "backfill__2026-03-04T00:00:00+00:00")) == "2026-03-04"
-
-
-def test_manual_runs_get_their_own_partition():
-    name = glue.partition_for(_ctx("manual", "manual__2026-03-04T10:11:12+00:00"))
-    assert name.startswith("manual__2026-03-04T10-11-12-00-00-") and len(name) == len("manual__2026-03-04T10-11-12-00-00") + 9
-
-
-def test_input_paths_fill_ds_and_anchor_at_the_project_root():
-    assert glue.resolve_input("s3://b/raw/{ds}/*.jsonl", _ctx("scheduled")) == "s3://b/raw/2026-03-04/*.jsonl"
-    assert glue.resolve_input("include/x.jsonl", _ctx("manual")) == f"file://{glue.PROJECT_ROOT}/synth_tasks/include/x.jsonl"
-    assert glue.resolve_input("tests/x.jsonl", _ctx("manual")) == f"file://{glue.PROJECT_ROOT}/tests/x.jsonl"
-    assert glue.resolve_input("/abs/x.jsonl", _ctx("manual")) == "file:///abs/x.jsonl"
+def test_the_environment_comes_from_the_task_context():
+    scheduled = glue.environment_for(_ctx("scheduled"))
+    assert scheduled.partition == "2026-03-04" and scheduled.day == "2026-03-04"
+    assert glue.environment_for(_ctx("backfill", "backfill__2026-03-04T00:00:00+00:00")).partition == "2026-03-04"
+    manual = glue.environment_for(_ctx("manual", "manual__2026-03-04T10:11:12+00:00"))
+    assert manual.partition == "run-manual__2026-03-04T10~3A11~3A12~2B00~3A00"
+    assert manual.resolve_input("s3://b/raw/{ds}/*.jsonl") == "s3://b/raw/2026-03-04/*.jsonl"
+    # a manual run named like a day still gets a partition of its own
+    assert glue.environment_for(_ctx("manual", "2026-03-04")).partition == "run-2026-03-04"
 
 
 def test_params_mirror_the_config():
@@ -51,18 +45,17 @@ def test_params_are_titled_and_grouped_in_form_sections_method_first():
     assert order[-3:] == ["shard_size", "max_active_tasks_per_run", "llm_pool"]  # rarely changed: last
 
 
-def test_the_partition_rule_lives_in_the_glue_and_the_cli_uses_it():
+def test_the_cli_leaves_partitions_and_airflow_to_the_glue():
     import inspect
 
     from synth_tasks import cli
 
-    assert glue.partition_name("manual__2026-03-04T10:11:12+00:00").startswith("manual__2026-03-04T10-11-12-00-00-")
     assert "re.sub" not in inspect.getsource(cli) and "airflow" not in inspect.getsource(cli).replace(
         "airflow_glue", "")
 
 
 def test_enum_fields_keep_their_default_and_description_as_params():
-    from synth_tasks.methods.instruct import InstructConfig
+    from synth_tasks.methods.instruct.config import InstructConfig
 
     params = glue.params_from_config(InstructConfig)
     judge = params["judge"]
@@ -90,14 +83,6 @@ def test_llm_endpoint_from_an_airflow_connection(monkeypatch):
     assert glue.llm_endpoint("my_vllm", model_override="other").model == "other"
 
 
-def test_partition_names_are_unique_per_run_id_and_never_leave_the_dag_folder():
-    names = {run_id: glue.partition_name(run_id) for run_id in (".", "..", "", "a:b", "a+b", "a-b", "...", ".x")}
-    assert len(set(names.values())) == len(names)
-    assert names["a-b"] == "a-b"  # a safe id stays as it is
-    for name in names.values():
-        assert name.strip(".") and not name.startswith(".") and "/" not in name
-
-
 def test_a_missing_named_connection_fails_naming_it_and_only_the_default_falls_back(monkeypatch, tmp_path):
     from synth_tasks.config import ConfigError
 
@@ -106,3 +91,21 @@ def test_a_missing_named_connection_fails_naming_it_and_only_the_default_falls_b
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("SYNTH_LLM_MODEL", "env-model")
     assert glue.llm_endpoint("synth_llm").model == "env-model"
+
+
+def test_a_missing_connection_fails_the_first_stage_before_it_writes(monkeypatch, tmp_path):
+    """Checked in prepare, before the partition's working folders are cleared, not in the first
+    LLM stage after prepare has rewritten them."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from synth_tasks.method import load_method
+
+    monkeypatch.setenv("SYNTH_DATA_ROOT", f"file://{tmp_path}/data")
+    ctx = _ctx("scheduled") | {"params": {"llm_conn_id": "my_typo"}}
+    earlier = tmp_path / "data" / "mind" / "2026-03-04" / "generate" / "part-00000.parquet"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"an earlier run's shard")
+    with pytest.raises(AirflowFailException, match="LLM connection 'my_typo' does not exist"):
+        glue.run_stage_task(load_method("mind"), "prepare", None, ctx)
+    assert earlier.read_bytes() == b"an earlier run's shard"
+    assert not (earlier.parent.parent / "prepare").exists()

@@ -1,7 +1,7 @@
 import pytest
 
 from synth_tasks.config import ConfigError, parse_config
-from synth_tasks.methods.mind import MindConfig, Style
+from synth_tasks.methods.mind.config import MindConfig, Style
 
 
 def test_defaults_follow_the_paper():

@@ -150,7 +150,7 @@ def test_only_the_methods_file_types_are_read(tmp_path):
 
 
 def test_the_default_roots_are_the_shipped_data_the_data_roots_inputs_and_the_deployments(monkeypatch):
-    from synth_tasks.inputs import allowed_input_roots
+    from synth_tasks.environment import allowed_input_roots
     from synth_tasks.prompts import include_dir
 
     monkeypatch.setenv("SYNTH_INPUT_ROOTS", "/mnt/corpora, s3://lake/raw")

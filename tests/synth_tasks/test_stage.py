@@ -178,3 +178,103 @@ def test_a_stage_without_llm_has_no_client(layout, inputs):
 
     with pytest.raises(RuntimeError, match="not declared with llm"):
         run_method(_method(wants_llm), Cfg(), layout, inputs)
+
+
+def _read(run, files):
+    for rec in run.read_inputs(files, "text"):
+        run.kept(rec.id, {"id": rec.id, "text": rec.text})
+
+
+def test_same_named_files_in_two_folders_keep_every_row_apart(layout, tmp_path):
+    """Rows without an id are named by their path under the input: day1/data.jsonl and
+    day2/data.jsonl do not collide, not even their bad rows on the same line."""
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "data.jsonl").write_text(f'{{"text": "{day} a"}}\n{{not json\n{{"text": "{day} b"}}\n')
+    method = Method(dag_id="t", config=Cfg, stages=(Stage("prepare", _read, mapped=False),),
+                    export=Export(group_key="id"))
+    result = run_method(method, Cfg(train_ratio=1.0), layout, f"file://{tmp_path}/day*/data.jsonl")
+    prepare = layout.store.read_json(layout.stats_part("prepare", 0))
+    assert (prepare["input"], prepare["kept"], prepare["failed"]) == (6, 4, 2)
+    rows = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("prepare", 0))}
+    assert sorted(rows) == ["day1/data.jsonl#1", "day1/data.jsonl#2", "day1/data.jsonl#3",
+                            "day2/data.jsonl#1", "day2/data.jsonl#2", "day2/data.jsonl#3"]
+    assert "day2/data.jsonl row 2: invalid JSON" in rows["day2/data.jsonl#2"]["error"]
+    assert result["export"]["counts"]["train"] == 4
+
+
+def test_artifacts_are_reached_by_name_and_cleared_with_the_partition(layout, inputs):
+    def index(run, records):
+        run.store.write_json(f"{run.artifact('ids')}/ids.json", [r["id"] for r in records])
+        for r in records:
+            run.kept(r["id"], r)
+
+    def extra(ctx, train, validation):
+        return {"index": ctx.store.write_bytes(f"{ctx.final_dir}/ids.json",
+                                               ctx.store.read_bytes(f"{ctx.artifact('ids')}/ids.json"))}
+
+    method = Method(dag_id="t", config=Cfg, stages=(Stage("prepare", _prepare, mapped=False),
+                                                    Stage("index", index, mapped=False, artifacts=("ids",))),
+                    export=Export(group_key="id", extra_files=extra))
+    result = run_method(method, Cfg(train_ratio=1.0), layout, inputs)
+    assert len(layout.store.read_json(result["export"]["index"])) == 7
+    stale = layout.store.write_bytes(f"{layout.base}/ids/stale.json", b"{}")
+    run_method(method, Cfg(train_ratio=1.0), layout, inputs, until="prepare")
+    assert not layout.store.exists(stale)  # a re-run starts its artifacts afresh too
+
+    with pytest.raises(ValueError, match="artifact names must be unique"):
+        Method(dag_id="t", config=Cfg, stages=(Stage("prepare", _prepare, mapped=False, artifacts=("final",)),),
+               export=Export(group_key="id"))
+
+
+def test_llm_failures_fail_their_record_unless_the_stage_says_otherwise(layout, inputs, fault_server):
+    """``llm_calls`` fails a record whose call failed; ``on_failure`` lets the stage keep it."""
+    from pydantic import SecretStr
+
+    from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
+
+    class LLMCfg(LLMParams):
+        input_path: str = "unused"
+
+    endpoint = EndpointConfig(base_url=fault_server.base_url, model="m", api_key=SecretStr("k"), structured_output="prompt")
+    fault_server.responder = lambda body: "raw:{}" if body["messages"][0]["content"] in ("r1", "r4") else "fine"
+    notes: dict[str, str] = {}
+
+    def ask(run, records):
+        assert run.endpoint.model == "m"  # resolved by itself, before any client is made
+        answered = run.llm_calls(records[:3], lambda r: run.llm.chat([{"role": "user", "content": r["id"]}],
+                                                                     SamplingParams(max_tokens=4)))
+        run.llm_calls(records[3:], lambda r: run.llm.chat([{"role": "user", "content": r["id"]}], SamplingParams()),
+                      on_failure=lambda r, exc: notes.setdefault(r["id"], str(exc)))
+        for r, _ in answered:
+            run.kept(r["id"], r)
+        for r in records[3:]:
+            run.kept(r["id"], r)
+
+    method = Method(dag_id="t", config=LLMCfg, stages=(Stage("prepare", _prepare, mapped=False),
+                                                       Stage("ask", ask, llm="llm_conn_id")),
+                    export=Export(group_key="id"))
+    run_method(method, LLMCfg(max_retries=0), layout, inputs, endpoint_for=lambda _: endpoint)
+    rows = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("ask", 0))}
+    assert rows["r1"]["outcome"] == "failed" and "r1" not in notes and rows["r0"]["outcome"] == "kept"
+    assert [r["outcome"] for k, r in sorted(rows.items()) if k >= "r3"] == ["kept"] * 4
+    assert list(notes) == ["r4"] and "malformed" in notes["r4"]
+
+
+def test_the_first_stages_artifacts_survive_its_own_run_and_lose_stale_files(layout, inputs):
+    """The first stage writes its artifacts while it runs; the partition is cleared after it, so its
+    own artifacts must not be (instruct's seed pool), but a file an earlier run left there must."""
+    def prepare(run, files):
+        run.store.write_json(f"{run.artifact('pool')}/part-00000.json", files)
+        _prepare(run, files)
+
+    def use(run, records):
+        assert run.store.read_json(f"{run.artifact('pool')}/part-00000.json")
+        for r in records:
+            run.kept(r["id"], r)
+
+    method = Method(dag_id="t", config=Cfg, stages=(Stage("prepare", prepare, mapped=False, artifacts=("pool",)),
+                                                    Stage("use", use)), export=Export(group_key="id"))
+    stale = layout.store.write_bytes(f"{layout.base}/pool/part-00001.json", b"[]")
+    run_method(method, Cfg(train_ratio=1.0), layout, inputs)
+    assert not layout.store.exists(stale) and layout.store.exists(f"{layout.base}/pool/part-00000.json")

@@ -25,10 +25,11 @@ def s3_bucket(s3_server, request):
 
 @pytest.fixture
 def s3_store(s3_server, s3_bucket, monkeypatch):
-    from synth_tasks.airflow_glue import store_for
+    from synth_tasks.airflow_glue import airflow_filesystem
+    from synth_tasks.environment import store_for
 
     monkeypatch.setenv("AIRFLOW_CONN_TEST_S3", s3_server.airflow_conn())
-    return store_for(f"s3://{s3_bucket}/staging", "test_s3")
+    return store_for(f"s3://{s3_bucket}/staging", "test_s3", airflow_filesystem)
 
 
 def test_parquet_json_and_glob_on_s3(s3_store, s3_bucket, s3_server):
@@ -54,11 +55,12 @@ def test_the_server_refuses_other_credentials(s3_server, s3_bucket, monkeypatch)
     """The credentials come from the Airflow connection: with other ones the server says no."""
     import json
 
-    from synth_tasks.airflow_glue import store_for
+    from synth_tasks.airflow_glue import airflow_filesystem
+    from synth_tasks.environment import store_for
 
     conn = json.loads(s3_server.airflow_conn()) | {"login": "someone-else"}
     monkeypatch.setenv("AIRFLOW_CONN_TEST_S3_WRONG", json.dumps(conn))
-    store = store_for(f"s3://{s3_bucket}/staging", "test_s3_wrong")
+    store = store_for(f"s3://{s3_bucket}/staging", "test_s3_wrong", airflow_filesystem)
     with pytest.raises(PermissionError):
         store.write_bytes(store.join("x.json"), b"{}")
 
@@ -81,23 +83,25 @@ def test_response_cache_on_s3_runs_off_the_event_loop(s3_store, s3_server, s3_bu
 
 def test_inputs_on_s3_with_local_staging(s3_store, s3_bucket, layout, monkeypatch):
     """Each input is read through the filesystem of its own URL, not the staging store's."""
-    from synth_tasks.airflow_glue import input_store_for
+    from synth_tasks.airflow_glue import airflow_filesystem
+    from synth_tasks.environment import Environment
     from synth_tasks.methods import mind
     from synth_tasks.stage import run_stage
     from tests.conftest import SAMPLE
 
     s3_store.write_bytes(f"s3://{s3_bucket}/inputs/2026-01-01/sample.jsonl", SAMPLE.read_bytes())
     monkeypatch.setenv("SYNTH_INPUT_CONN_ID", "test_s3")
+    env = Environment.from_os(layout.partition, filesystem=airflow_filesystem)
     url = f"s3://{s3_bucket}/inputs/2026-01-01"
     cfg = mind.MindConfig(input_path=url, styles=["debate"], max_chunks=2)
-    handoffs = run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, input_url=url,
-                         input_store=input_store_for(url), allowed_roots=(f"s3://{s3_bucket}/inputs",))
+    handoffs = run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, env=env, input_url=url,
+                         allowed_roots=(f"s3://{s3_bucket}/inputs",))
     assert layout.store.is_local and handoffs[0]["stats"]["produced"] == 2
     jobs = layout.store.read_parquet(handoffs[0]["output"])
     assert jobs[0]["source_file"] == f"s3://{s3_bucket}/inputs/2026-01-01/sample.jsonl"
     with pytest.raises(Exception, match="outside the allowed input roots"):
-        run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, input_url=url,
-                  input_store=input_store_for(url), allowed_roots=("s3://other-bucket",))
+        run_stage(mind.METHOD, mind.METHOD.stages[0], cfg, layout, None, env=env, input_url=url,
+                  allowed_roots=("s3://other-bucket",))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,10 +5,18 @@ synth_tasks.methods.curriculum.evaluation`` against any OpenAI-compatible endpoi
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import os
 import re
 import string
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
+
+from synth_tasks.config import EndpointConfig, SamplingParams
+from synth_tasks.llm.endpoint import resolve_endpoint
+from synth_tasks.prompts import load_prompt, render
 
 LETTERS = "ABCD"
 
@@ -59,8 +67,6 @@ def answerable(kind: str, question: dict, story: str) -> str | None:
 
 
 def answer_messages(item: dict) -> list[dict]:
-    from synth_tasks.prompts import load_prompt, render
-
     kind = item["eval_type"]
     values = {"story": item["text"], "question": item["question"]}
     if kind == "multiple_choice":
@@ -69,8 +75,6 @@ def answer_messages(item: dict) -> list[dict]:
 
 
 def judge_messages(item: dict, prediction: str) -> list[dict]:
-    from synth_tasks.prompts import load_prompt, render
-
     return [{"role": "user", "content": render(load_prompt("curriculum/judge_answer"), question=item["question"],
                                                reference=item["answer"], prediction=prediction)}]
 
@@ -125,7 +129,7 @@ async def evaluate_item(client, item: dict, sampling, *, judge=None, judge_sampl
     """Ask the model under test one held-out question and score its reply. Returns the fields the
     item gains: eval_prediction, eval_correct (None when the model gave no answer), eval_error,
     eval_scored_by."""
-    from synth_tasks.llm.client import LLMError
+    from synth_tasks.llm.client import LLMError  # openai and pyarrow: not at DAG parse time
 
     try:
         result = await client.chat(answer_messages(item), sampling)
@@ -148,10 +152,7 @@ def evaluate_endpoint(items: list[dict], stage_names: list[str], endpoint, *, th
                       max_tokens: int = 32, concurrency: int = 4, seed: int = 0, judge_endpoint=None) -> dict:
     """Run every item against ``endpoint`` (an EndpointConfig) outside Airflow, no response cache:
     {"report": per-stage report, "items": items with their predictions}."""
-    import asyncio
-
-    from synth_tasks.config import SamplingParams
-    from synth_tasks.llm.client import LLMClient
+    from synth_tasks.llm.client import LLMClient  # openai and pyarrow: not at DAG parse time
 
     async def main():
         client = LLMClient(endpoint, concurrency=concurrency)
@@ -175,10 +176,7 @@ def evaluate_final(final_dir: str, endpoint, *, threshold: float, max_tokens: in
     """Evaluate a model on a curriculum run's held-out splits: ``final_dir`` is the run's final/
     folder (local path or URL) holding curriculum.json and eval/*.jsonl. Writes the report (with
     every prediction) to ``out`` when given; returns it."""
-    import json
-    import os
-
-    from synth_tasks.storage import Store
+    from synth_tasks.storage import Store  # fsspec and pyarrow: not at DAG parse time
 
     store = Store(final_dir if "://" in final_dir else f"file://{os.path.abspath(final_dir)}")
     manifest = store.read_json(f"{store.root}/curriculum.json")
@@ -201,14 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m synth_tasks.methods.curriculum.evaluation FINAL_DIR [--base-url URL --model M]``: every
     stage's evaluation against an OpenAI-compatible endpoint (default: $SYNTH_LLM_* or the embedded
     server), scored by normalised match or, with --judge-base-url/--judge-model, by an LLM judge."""
-    import argparse
-    import json
-
-    from pydantic import SecretStr
-
-    from synth_tasks.config import EndpointConfig
-    from synth_tasks.llm.endpoint import resolve_endpoint
-
     parser = argparse.ArgumentParser(prog="python -m synth_tasks.methods.curriculum.evaluation")
     parser.add_argument("final_dir", help="a curriculum run's final/ folder (path or URL)")
     parser.add_argument("--base-url"), parser.add_argument("--model"), parser.add_argument("--api-key")

@@ -9,6 +9,7 @@ It is tested against hand-counted words (tests/synth_tasks/methods/test_curricul
 
 from __future__ import annotations
 
+import ast
 import re
 import zlib
 from dataclasses import asdict, dataclass
@@ -107,8 +108,6 @@ def code_complexity(text: str) -> int:
     text if it parses), counted on the ast as radon does: 1 + one per branch point (if, loop,
     except, with, assert, conditional expression, comprehension condition, boolean operator
     operand). 0 when there is no Python."""
-    import ast
-
     blocks = _FENCED.findall(text) or [text]
     total = 0
     for block in blocks:

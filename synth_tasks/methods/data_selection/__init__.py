@@ -46,4 +46,3 @@ METHOD = Method(
     triggered_by=("instruct/final",),
 )
 
-__all__ = ["METHOD", "DataSelectionConfig"]

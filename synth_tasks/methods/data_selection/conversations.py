@@ -9,6 +9,8 @@ are visited best rank first (rank 0 is OpenAssistant's best), so a tree's first 
 
 from __future__ import annotations
 
+from synth_tasks.prompts import load_prompt, render
+
 ROLES = {"prompter": "user", "assistant": "assistant"}
 
 
@@ -70,8 +72,6 @@ def trim_thread(messages: list[dict], min_messages: int) -> tuple[list[dict] | N
 def render_role_markers(history: list[dict]) -> str:
     """The seed's form: ``<Role user>...<Role bot>...<Role user>...<Role bot>`` (templates in
     include/prompts/data_selection/role_*.txt), ending with the marker the reply follows."""
-    from synth_tasks.prompts import load_prompt, render
-
     user, bot, reply = (load_prompt(f"data_selection/role_{n}") for n in ("user", "bot", "reply"))
     parts = [render(user if m["role"] == "user" else bot, text=m["text"]) for m in history]
     return "".join(parts) + reply

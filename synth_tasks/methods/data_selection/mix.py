@@ -10,12 +10,17 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
 
-from synth_tasks.config import StrictModel
+from synth_tasks.config import ConfigError, StrictModel, parse_config
+from synth_tasks.prompts import include_dir
+
+if TYPE_CHECKING:
+    from synth_tasks.environment import Environment
+    from synth_tasks.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +80,6 @@ class Mix(StrictModel):
 
 def parse_mix(text: str, where: str) -> Mix:
     """The mix file's domains; InputError naming the file and the bad fields otherwise."""
-    from synth_tasks.config import ConfigError, parse_config
     from synth_tasks.inputs import InputError
 
     try:
@@ -124,8 +128,6 @@ def filter_reason(source: Source, row: dict, question: str) -> str | None:
 def resolve_path(path: str, mix_url: str) -> str:
     """A source path as a URL: ``include/...`` is the shipped data, other relative paths are
     relative to the mix file's folder."""
-    from synth_tasks.prompts import include_dir
-
     if "://" in path:
         return path
     if path.startswith("include/"):
@@ -133,22 +135,6 @@ def resolve_path(path: str, mix_url: str) -> str:
     if path.startswith("/"):
         return f"file://{path}"
     return f"{mix_url.rsplit('/', 1)[0]}/{path}"
-
-
-def store_for_url(url: str):
-    """The filesystem of a source's own URL (S3 credentials through Airflow's connection when
-    Airflow is there, as for the mix file itself)."""
-    from synth_tasks.inputs import input_root
-    from synth_tasks.storage import Store
-
-    if url.startswith("file://") or "://" not in url:
-        return Store("file:///")
-    try:
-        from synth_tasks.airflow_glue import input_store_for
-
-        return input_store_for(url)
-    except ImportError:
-        return Store(input_root(url))
 
 
 def latest_dag_output(staging_store, dag_id: str) -> str:
@@ -167,22 +153,25 @@ def latest_dag_output(staging_store, dag_id: str) -> str:
     return latest.rsplit("/", 1)[0] + "/final/train.jsonl"
 
 
-def source_files(source: Source, mix_url: str, staging_store, allowed_roots: tuple[str, ...]) -> list[str]:
+def source_files(source: Source, mix_url: str, env: Environment, staging_store: Store) -> list[str]:
+    """The files of one source: another DAG's latest train output, or what its path names, read
+    through the store of the path's own filesystem (``env.input_store``) and only from inside the
+    allowed input roots (``env.allowed_input_roots``)."""
     from synth_tasks.inputs import list_input_files
 
     if source.dag is not None:
         return [latest_dag_output(staging_store, source.dag)]
     url = resolve_path(source.path, mix_url)
-    return list_input_files(store_for_url(url), url, in_folder=SOURCE_FILES, allowed_roots=allowed_roots)
+    return list_input_files(env.input_store(url), url, in_folder=SOURCE_FILES, allowed_roots=env.allowed_input_roots)
 
 
-def read_rows(url: str) -> list[tuple[int, dict | Exception]]:
-    """(row number, row) of one JSONL, Parquet or JSON file, numbered from 1 (a JSONL file's line
-    number, blank lines skipped but counted); a bad row is an exception in its place. A whole-file
-    problem raises InputError naming the file."""
+def read_rows(store: Store, url: str) -> list[tuple[int, dict | Exception]]:
+    """(row number, row) of one JSONL, Parquet or JSON file read through ``store`` (the store of
+    the file's own filesystem), numbered from 1 (a JSONL file's line number, blank lines skipped
+    but counted); a bad row is an exception in its place. A whole-file problem raises InputError
+    naming the file."""
     from synth_tasks.inputs import InputError
 
-    store = store_for_url(url)
     try:
         data = store.read_bytes(url)
     except OSError as exc:

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from synth_tasks.methods.data_selection.config import DataSelectionConfig
+from synth_tasks.methods.data_selection.conversations import seq2seq_pair, tree_threads, trim_thread
+from synth_tasks.prompts import load_prompt, render
+from synth_tasks.quality.decontamination import Decontaminator
+from synth_tasks.split import validation_bucket
+
+if TYPE_CHECKING:  # the stage runner and the export import pyarrow: not at DAG parse time
+    from synth_tasks.export import ExportContext
+    from synth_tasks.stage import StageRun
 
 log = logging.getLogger(__name__)
 
@@ -16,15 +25,14 @@ TEXT_FIELDS = ("id", "domain", "source", "licence", "kind", "Input", "Output", "
 
 
 # -- prepare ------------------------------------------------------------------------------------
-def prepare(run, files: list[str]) -> None:
+def prepare(run: StageRun[DataSelectionConfig], files: list[str]) -> None:
     """Read the mix file(s) and every source it lists: one record per question-answer row, and per
     conversation tree its root-to-leaf threads. Rows the source's filter refuses (and trees in other
     languages) are filtered; unreadable sources, files and rows fail, naming them."""
-    from synth_tasks.inputs import InputError, allowed_input_roots
+    from synth_tasks.inputs import InputError
     from synth_tasks.methods.data_selection.mix import parse_mix, read_rows, source_files
 
-    cfg: DataSelectionConfig = run.cfg
-    roots = allowed_input_roots(run.store.root)
+    cfg = run.cfg
     seen_domains: dict[str, str] = {}
     for mix_url in files:
         try:
@@ -45,21 +53,21 @@ def prepare(run, files: list[str]) -> None:
             for source in domain.sources:
                 key = f"{domain_name}/{source.name}"
                 try:
-                    urls = source_files(source, mix_url, run.store, roots)
+                    urls = source_files(source, mix_url, run.env, run.store)
                 except InputError as exc:
                     run.failed(key, f"bad_source: {exc}")
                     continue
                 for url in urls:
                     try:
-                        rows = read_rows(url)
+                        rows = read_rows(run.env.input_store(url), url)
                     except InputError as exc:
                         run.failed(f"{key}:{url}", f"bad_file: {exc}")
                         continue
                     _read_source_rows(run, cfg, domain_name, domain, source, url, rows)
 
 
-def _read_source_rows(run, cfg, domain_name, domain, source, url, rows) -> None:
-    from synth_tasks.methods.data_selection.conversations import tree_threads
+def _read_source_rows(run: StageRun[DataSelectionConfig], cfg: DataSelectionConfig, domain_name, domain, source,
+                      url: str, rows) -> None:
     from synth_tasks.methods.data_selection.mix import field_value, filter_reason
 
     name = url.rsplit("/", 1)[-1]
@@ -117,13 +125,11 @@ def _read_source_rows(run, cfg, domain_name, domain, source, url, rows) -> None:
 
 
 # -- seq2seq ------------------------------------------------------------------------------------
-def seq2seq(run, records: list[dict]) -> None:
+def seq2seq(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Conversation threads become seq2seq pairs: Input = the conversation before the last assistant
     reply, rendered with role markers (or the chat template), Output = that reply. A trailing user
     turn is trimmed; threads then too short are filtered. Question-answer records pass through."""
-    from synth_tasks.methods.data_selection.conversations import seq2seq_pair, trim_thread
-
-    cfg: DataSelectionConfig = run.cfg
+    cfg = run.cfg
     template = None
     if cfg.conversation_format == "chat_template" and any(r["kind"] == "conversation" for r in records):
         from synth_tasks.methods.data_selection.tokenized import gguf_chat_template
@@ -144,11 +150,9 @@ def seq2seq(run, records: list[dict]) -> None:
 
 
 # -- screen -------------------------------------------------------------------------------------
-def screen(run, records: list[dict]) -> None:
+def screen(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Decontamination: items sharing a 13-word sequence with a benchmark test set (question or
     answer) are filtered, naming the benchmark and the n-gram."""
-    from synth_tasks.quality.decontamination import Decontaminator
-
     check = Decontaminator(tuple(run.cfg.benchmarks)) if run.cfg.benchmarks else None
     for r in records:
         verdict = check(r["question"] + "\n" + r["answer"]) if check else None
@@ -159,7 +163,7 @@ def screen(run, records: list[dict]) -> None:
 
 
 # -- select -------------------------------------------------------------------------------------
-def select(run, records: list[dict]) -> None:
+def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Across all domains: exact and near-duplicate items removed (the better-scored copy stays).
     Then per domain: question embeddings (cached), clusters, a sample of each cluster in proportion
     to its size up to the domain's target (best-scored first), and for each sampled item its
@@ -169,11 +173,10 @@ def select(run, records: list[dict]) -> None:
         proportional_sample
     from synth_tasks.quality import diversity
     from synth_tasks.quality.dedup import exact_duplicate_of, near_duplicate_of
-    from synth_tasks.split import validation_bucket
 
     import numpy as np
 
-    cfg: DataSelectionConfig = run.cfg
+    cfg = run.cfg
     records = sorted(records, key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")), r["id"]))
     texts = [r["question"] + "\n" + r["answer"] for r in records]
     started = time.monotonic()
@@ -240,8 +243,6 @@ def select(run, records: list[dict]) -> None:
 def render_prompt(template: str | None, question: str, shots: list[dict]) -> str:
     """The domain's prompt (include/prompts/data_selection/{template}.txt) with its few-shot
     examples ({template}_example.txt each); without a template, the question itself."""
-    from synth_tasks.prompts import load_prompt, render
-
     if template is None:
         return question
     example = load_prompt(f"data_selection/{template}_example")
@@ -249,7 +250,7 @@ def render_prompt(template: str | None, question: str, shots: list[dict]) -> str
     return render(load_prompt(f"data_selection/{template}"), examples=shown, question=question)
 
 
-def render_prompts(run, records: list[dict]) -> None:
+def render_prompts(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Every selected item as its training pair: Input = the domain's few-shot prompt (conversations:
     the rendered conversation), Output = the answer."""
     for r in records:
@@ -261,12 +262,12 @@ def render_prompts(run, records: list[dict]) -> None:
 
 
 # -- tokenize -----------------------------------------------------------------------------------
-def tokenize(run, records: list[dict]) -> None:
+def tokenize(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Count tokens with the chosen tokenizer (prompt, then output + EOS); pairs over max_tokens
     are filtered with their count."""
     from synth_tasks.methods.data_selection.tokenized import load_tokenizer
 
-    cfg: DataSelectionConfig = run.cfg
+    cfg = run.cfg
     tok = load_tokenizer(cfg.tokenizer)
     for r in records:
         prompt_ids, output_ids = tok.encode(r["Input"]), tok.encode(r["Output"]) + [tok.eos_id]
@@ -285,7 +286,7 @@ def text_records(records: list[dict]) -> list[dict]:
     return [{k: r.get(k) for k in TEXT_FIELDS} for r in records]
 
 
-def tokenized_files(ctx, train: list[dict], validation: list[dict]) -> dict[str, str]:
+def tokenized_files(ctx: ExportContext, train: list[dict], validation: list[dict]) -> dict[str, str]:
     """The tokenized training files beside the text mix, in the same sample order, and their manifest."""
     from synth_tasks.methods.data_selection.tokenized import LAYOUT, load_tokenizer, write_split
 

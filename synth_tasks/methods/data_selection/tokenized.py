@@ -14,11 +14,14 @@ loaders read (sample i is line i of ``{split}.jsonl``)::
 
 from __future__ import annotations
 
+import atexit
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from synth_tasks.llm.embedded import model_path
 
 LAYOUT = {"tokens": "{split}_tokens.bin", "offsets": "{split}_offsets.bin (int64, n+1)",
           "prompt_lengths": "{split}_prompt_lengths.bin (int32, n)", "byte_order": "little"}
@@ -50,10 +53,6 @@ class Tokenizer:
 @lru_cache(maxsize=1)
 def _gguf_vocab():
     from llama_cpp import Llama
-
-    from synth_tasks.llm.embedded import model_path
-
-    import atexit
 
     path = model_path()
     llm = Llama(model_path=str(path), vocab_only=True, verbose=False)

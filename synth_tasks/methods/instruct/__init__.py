@@ -20,10 +20,9 @@ Stages (declared in ``METHOD`` below; records carry their seed lineage):
     export         (core) SFT chat records split by seed lineage, the preference pairs on their
                    lineage's side, and the run summary
 
-Modules: ``config`` (the Params), ``prompts`` (prompts and reply parsing), ``records`` (the
-record shape), ``filters`` (Self-Instruct's and Evol-Instruct's rules), ``generate`` (prepare,
-self_instruct, evolve), ``score`` (respond, judge, screen), ``selection`` (select), ``export``
-(SFT records and preference pairs).
+Modules: ``config`` (the Params), ``stages`` (the stage functions and the export's SFT records
+and preference pairs), ``prompts`` (prompts and reply parsing), ``records`` (the record shape),
+``filters`` (Self-Instruct's and Evol-Instruct's rules).
 
 A Self-Instruct instruction starts its own lineage; an evolved one belongs to its parent's.
 Heavy imports happen inside the stage functions: the DAG file imports this package at parse time.
@@ -32,20 +31,16 @@ Heavy imports happen inside the stage functions: the DAG file imports this packa
 from __future__ import annotations
 
 from synth_tasks.method import Export, Method, Stage
-from synth_tasks.methods.instruct.config import EvolOperation, InstructConfig, JudgeKind
-from synth_tasks.methods.instruct.export import preference_files, preference_pair, sft_record, sft_records
-from synth_tasks.methods.instruct.generate import evolve, prepare, self_instruct, with_machine_examples
-from synth_tasks.methods.instruct.prompts import parse_instruction
-from synth_tasks.methods.instruct.records import best_response, instruction_record
-from synth_tasks.methods.instruct.score import judge, respond, screen
-from synth_tasks.methods.instruct.selection import select
+from synth_tasks.methods.instruct.config import InstructConfig
+from synth_tasks.methods.instruct.stages import (SEEDS, evolve, judge, prepare, preference_files, respond, screen,
+                                                 select, self_instruct, sft_records)
 
 METHOD = Method(
     dag_id="instruct",
     config=InstructConfig,
     input_files=("*.yaml", "*.yml", "*.jsonl", "*.parquet"),
     stages=(
-        Stage("prepare", prepare, mapped=False),
+        Stage("prepare", prepare, mapped=False, artifacts=(SEEDS,)),  # the seed pool
         Stage("self_instruct", self_instruct, llm="llm_conn_id"),
         Stage("evolve", evolve, llm="llm_conn_id"),
         Stage("respond", respond, llm="llm_conn_id"),
@@ -60,6 +55,3 @@ METHOD = Method(
     tags=("instruct", "fine-tuning", "preference"),
 )
 
-__all__ = ["METHOD", "EvolOperation", "InstructConfig", "JudgeKind", "best_response", "evolve", "instruction_record",
-           "judge", "parse_instruction", "preference_files", "preference_pair", "prepare", "respond", "screen",
-           "select", "self_instruct", "sft_record", "sft_records", "with_machine_examples"]

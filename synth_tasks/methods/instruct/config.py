@@ -7,8 +7,12 @@ from enum import StrEnum
 from pydantic import field_validator, model_validator
 
 from synth_tasks.config import LLMParams, MethodConfig, SamplingParams, override, param
-from synth_tasks.methods.instruct.filters import SELF_INSTRUCT_BLOCKLIST
+from synth_tasks.quality.decontamination import BENCHMARKS
 from synth_tasks.quality.judge import ATTRIBUTES, DEFAULT_WEIGHTS
+
+# Self-Instruct's keyword blocklist (tasks a text model cannot do): the default of ``blocklist`` and
+# of the filters' ``KeywordBlocklist``.
+SELF_INSTRUCT_BLOCKLIST = ("image", "graph", "picture", "file", "map", "draw", "plot", "go to")
 
 
 class EvolOperation(StrEnum):
@@ -118,8 +122,6 @@ class InstructConfig(LLMParams):
     @field_validator("benchmarks")
     @classmethod
     def _known_benchmarks(cls, names: list[str]) -> list[str]:
-        from synth_tasks.quality.decontamination import BENCHMARKS
-
         unknown = sorted(set(names) - set(BENCHMARKS))
         if unknown:
             raise ValueError(f"unknown benchmarks {unknown}; known: {sorted(BENCHMARKS)}")

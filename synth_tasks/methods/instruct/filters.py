@@ -19,9 +19,9 @@ from functools import lru_cache
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
+from synth_tasks.methods.instruct.config import SELF_INSTRUCT_BLOCKLIST
 from synth_tasks.quality.filters import KEEP, Verdict, drop
 
-SELF_INSTRUCT_BLOCKLIST = ("image", "graph", "picture", "file", "map", "draw", "plot", "go to")
 TEMPLATE_MARKERS = ("#given prompt#", "#rewritten prompt#", "#created prompt#",
                     "given prompt", "rewritten prompt", "created prompt")
 

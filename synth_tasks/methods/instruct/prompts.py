@@ -9,11 +9,10 @@ from functools import lru_cache
 from pydantic import BaseModel
 
 from synth_tasks.methods.instruct.config import EvolOperation
+from synth_tasks.prompts import include_dir, load_prompt, render
 
 
 def _messages(prompt_name: str, **values: str) -> list[dict]:
-    from synth_tasks.prompts import load_prompt, render
-
     return [{"role": "user", "content": render(load_prompt(f"instruct/{prompt_name}"), **values)}]
 
 
@@ -32,8 +31,6 @@ def evol_messages(operation: str, instruction: str) -> list[dict]:
 def evol_methods() -> dict[str, str]:
     """The in-depth method sentences, read once (like the prompts: load_prompt caches too)."""
     import yaml
-
-    from synth_tasks.prompts import include_dir
 
     methods = yaml.safe_load((include_dir() / "prompts" / "instruct" / "evol_methods.yaml").read_text("utf-8"))
     missing = {str(op) for op in EvolOperation} - {str(EvolOperation.IN_BREADTH)} - set(methods)

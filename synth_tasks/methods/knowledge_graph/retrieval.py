@@ -10,6 +10,7 @@ it on a retrieval check first (see the method's README section)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 
@@ -64,8 +65,6 @@ def local_chunks(g, seeds: list[str], k: int, alpha: float = 0.85) -> list[tuple
 
 def global_reports(reports: list[dict], query: str, k: int) -> list[dict]:
     """The ``k`` community reports (community_reports.parquet rows) that match ``query`` best."""
-    import json
-
     from rapidfuzz import fuzz
 
     def score(r: dict) -> float:

@@ -1,15 +1,38 @@
 """The knowledge-graph method's stage functions (declared in
-``synth_tasks.methods.knowledge_graph.METHOD``). Heavy imports happen inside them."""
+``synth_tasks.methods.knowledge_graph.METHOD``) and its export hook. Heavy imports (pyarrow, the
+input readers, the LLM client; networkx, graspologic and rapidfuzz inside the helper modules'
+functions) happen inside functions."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
 from collections import Counter
+from enum import Enum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, create_model
+
+from synth_tasks.llm.embedded import SMOLLM2
+from synth_tasks.methods.knowledge_graph import graph as G
+from synth_tasks.methods.knowledge_graph.config import ExtractionFormat, KnowledgeGraphConfig
+from synth_tasks.methods.knowledge_graph.cooccurrence import extract as cooccur
+from synth_tasks.methods.knowledge_graph.parse import (ExtractionParseError, ground_in_chunk, link_relations,
+                                                       parse_extraction)
+from synth_tasks.methods.knowledge_graph.paths import check_path_qa, names_of, sample_paths
+from synth_tasks.methods.knowledge_graph.resolve import Mention, resolve
+from synth_tasks.methods.knowledge_graph.retrieval import global_reports, local_chunks, mentions, name_index
+from synth_tasks.prompts import load_prompt, render
+from synth_tasks.quality.filters import KEEP, drop
+from synth_tasks.text.chunking import chunk_text
+from synth_tasks.text.tokens import count_tokens, encoding
+
+if TYPE_CHECKING:  # the stage runner imports pyarrow: not at DAG parse time
+    from synth_tasks.export import ExportContext
+    from synth_tasks.stage import StageRun
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +42,7 @@ PAPER_COLUMNS = {"paper_id", "block_id", "kind", "text"}
 
 
 def _prompt(prompt_name: str, /, **values: str) -> list[dict]:
-    from synth_tasks.prompts import load_prompt, render
-
     return [{"role": "user", "content": render(load_prompt(f"knowledge_graph/{prompt_name}"), **values)}]
-
-
-def graph_dir(run) -> str:
-    return run.layout.stage_dir("graph")
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,9 +59,6 @@ def chunk_document(text: str, chunk_tokens: int, overlap: int) -> list[tuple[str
     """Token chunks of a document (the core chunker, on paragraphs then sentences, at most
     ``chunk_tokens - overlap`` new tokens each), each after the first starting with the last
     ``overlap`` tokens of the one before. Returns (text, n_tokens)."""
-    from synth_tasks.text.chunking import chunk_text
-    from synth_tasks.text.tokens import count_tokens, encoding
-
     pieces = chunk_text(text, max_tokens=chunk_tokens - overlap, min_tokens=min(50, (chunk_tokens - overlap) // 4))
     out: list[tuple[str, int]] = []
     prev = None
@@ -76,8 +90,6 @@ def paper_documents(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def _parquet_columns(store, url: str) -> set[str] | None:
-    import io
-
     import pyarrow.parquet as pq
 
     try:
@@ -86,16 +98,14 @@ def _parquet_columns(store, url: str) -> set[str] | None:
         return None
 
 
-def prepare(run, files: list[str]) -> None:
+def prepare(run: StageRun[KnowledgeGraphConfig], files: list[str]) -> None:
     """Read the documents (markdown and text files whole; JSONL/Parquet rows by `text_column`; the
     papers DAG's papers.parquet one paper per document, its paper.md beside it skipped) and cut them into token chunks of
     `chunk_tokens` with `chunk_overlap`. A bad file or row fails alone; an empty document is
     filtered; with `max_chunks`, documents past it are filtered."""
-    import io
-
     import pyarrow.parquet as pq
 
-    from synth_tasks.inputs import InputError, read_inputs, read_text_file
+    from synth_tasks.inputs import InputError, read_text_file
 
     cfg = run.cfg
     names = doc_names(files)
@@ -125,8 +135,7 @@ def prepare(run, files: list[str]) -> None:
         else:
             records_files.append(url)
     if records_files:
-        records, _ = read_inputs(run.input_store, records_files, run.ledger, cfg.text_column, cfg.id_column)
-        for rec in records:
+        for rec in run.read_inputs(records_files, cfg.text_column, cfg.id_column):
             docs.append((rec.id, rec.id, rec.source, rec.text))
     # Chunk ids are "{document name}#{i}": names must be unique across files, papers and records (the
     # same paper_id in two partitions' extractions, a record id equal to a file name)
@@ -159,8 +168,6 @@ def extraction_model(types: tuple[str, ...]) -> type[BaseModel]:
     once the parser has dropped what is not in the chunk); what a constrained decoder cannot enforce is left to the tolerant parser. No maxLength on
     the strings: llama.cpp expands a bound of n characters into n nested grammar rules; the token
     limit bounds the answer instead, and the tolerant parser closes an answer it cut off."""
-    from enum import Enum
-
     etype = Enum("EntityType", {t: t for t in types}, type=str)
     entity = create_model("EntityOut", name=(str, Field(min_length=1)), type=(etype, ...), description=(str, ...))
     # strength unbounded here: llama.cpp's grammar does not enforce minimum/maximum, and a 0 from the
@@ -181,31 +188,24 @@ def _model_for(types: tuple[str, ...]) -> type[BaseModel]:
     return _MODELS[types]
 
 
-def extraction_format(run) -> str:
-    from synth_tasks.methods.knowledge_graph import ExtractionFormat
-
+def extraction_format(run: StageRun[KnowledgeGraphConfig]) -> str:
     fmt = run.cfg.extraction_format
     if fmt != ExtractionFormat.AUTO:
         return str(fmt)
-    run.llm  # noqa: B018 - resolves the endpoint
     return "tuples" if run.endpoint.structured_output == "prompt" else "json"
 
 
-def gleaning_rounds(cfg, endpoint) -> int:
+def gleaning_rounds(cfg: KnowledgeGraphConfig, endpoint) -> int:
     """The Param, else 1 (GraphRAG's default), or 0 on the embedded 135M model."""
-    from synth_tasks.llm.embedded import SMOLLM2
-
     if cfg.gleaning_rounds is not None:
         return cfg.gleaning_rounds
     return 0 if endpoint.model == SMOLLM2.alias else 1
 
 
-async def extract_chunk(llm, cfg, chunk: dict, fmt: str, rounds: int = 0) -> dict:
+async def extract_chunk(llm, cfg: KnowledgeGraphConfig, chunk: dict, fmt: str, rounds: int = 0) -> dict:
     """One chunk's extraction with its gleaning rounds; the tolerant parser reads every answer. An
     answer with nothing usable raises LLMError("unparseable_extraction") with the raw text."""
     from synth_tasks.llm.client import LLMError
-    from synth_tasks.methods.knowledge_graph.parse import (ExtractionParseError, ground_in_chunk, link_relations,
-                                                           parse_extraction)
 
     types = cfg.types
     name = "extract_json" if fmt == "json" else "extract_tuples"
@@ -250,7 +250,7 @@ async def extract_chunk(llm, cfg, chunk: dict, fmt: str, rounds: int = 0) -> dic
     return {"extraction": found, "raw": "\n\n---\n\n".join(raws), "cached": cached, "completion_tokens": tokens}
 
 
-def extract(run, chunks: list[dict]) -> None:
+def extract(run: StageRun[KnowledgeGraphConfig], chunks: list[dict]) -> None:
     """Per chunk, the entities (name, type from `entity_types`, description) and relations (source,
     target, description, strength 1-10): JSON with the endpoint's structured output, or GraphRAG's
     delimited tuples, read by a tolerant parser; `gleaning_rounds` more rounds ask for what was
@@ -259,13 +259,11 @@ def extract(run, chunks: list[dict]) -> None:
     a chunk left without entities is filtered. With no_llm, co-occurrence extraction."""
     cfg = run.cfg
     if cfg.no_llm:
-        from synth_tasks.methods.knowledge_graph.cooccurrence import extract as cooccur
-
         done = [(c, {"extraction": cooccur(c["text"], cfg.types), "raw": None}) for c in chunks]
     else:
         fmt = extraction_format(run)
         run.info["extraction_format"] = fmt
-        rounds = run.info["gleaning_rounds"] = gleaning_rounds(cfg, run.llm.endpoint)
+        rounds = run.info["gleaning_rounds"] = gleaning_rounds(cfg, run.endpoint)
         done = run.llm_calls(chunks, lambda c: extract_chunk(run.llm, cfg, c, fmt, rounds))
     for c, out in done:
         ex = out["extraction"]
@@ -289,26 +287,22 @@ def _join(descriptions: list[str], limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def build_graph(run, extractions: list[dict]) -> None:
+def build_graph(run: StageRun[KnowledgeGraphConfig], extractions: list[dict]) -> None:
     """Resolve the entities of all chunks into one set (normalised names, possessives, rapidfuzz
     within a type, `fuzzy_threshold`; aliases and source chunks kept), merge relations per entity
     pair, summarise merged descriptions longer than `summary_min_chars` (LLM), build the networkx
     graph and its hierarchical Leiden communities (graspologic-native, seeded with `seed`). Writes
     entities, relationships, communities and text_units .parquet and graph.graphml under graph/;
     its records are the communities to report on (at most `max_reports`)."""
-    from synth_tasks.ledger import StageLedger
-    from synth_tasks.methods.knowledge_graph import graph as G
-    from synth_tasks.methods.knowledge_graph.resolve import Mention, resolve
-
     cfg, store = run.cfg, run.store
-    mentions, relations = [], []
+    found, relations = [], []
     for x in sorted(extractions, key=lambda x: x["id"]):
         for e in json.loads(x["entities"]):
-            mentions.append(Mention(e["name"], e["type"], e["description"], x["id"]))
+            found.append(Mention(e["name"], e["type"], e["description"], x["id"]))
         for r in json.loads(x["relations"]):
             relations.append(r | {"chunk_id": x["id"]})
         run.kept(x["id"])
-    resolved, key_to_id, rules = resolve(mentions, cfg.fuzzy_threshold)
+    resolved, key_to_id, rules = resolve(found, cfg.fuzzy_threshold)
     merged, rel_counts = G.merge_relations(relations, key_to_id)
     run.counts.update(rel_counts)
 
@@ -323,13 +317,12 @@ def build_graph(run, extractions: list[dict]) -> None:
     long_ = [i for i in items if len(" ".join(i["descriptions"])) > cfg.summary_min_chars and len(i["descriptions"]) > 1]
     summaries: dict[str, str] = {}
     if long_ and not cfg.no_llm:
-        scratch = StageLedger(run.stage.name, run.shard)  # a failed summary falls back to the joined text
         answered = run.llm_calls(long_, lambda i: run.llm.chat(_prompt(
             "summarize", what=i["what"], name=i["name"], descriptions="\n".join(f"- {d}" for d in i["descriptions"])),
-            cfg.sampling(f"{i['id']}:summary", 256)), ledger=scratch)
+            cfg.sampling(f"{i['id']}:summary", 256)),
+            # a failed summary falls back to the joined text: an audit row, the entity goes on
+            on_failure=lambda i, exc: run.audit(i["id"], reason=f"summary_failed: {exc}", raw=exc.raw))
         summaries = {i["id"]: " ".join(r.text.split()) for i, r in answered if r.text.strip()}
-        for row in scratch.rows:
-            run.audit(row["record_id"], reason=f"summary_failed: {row['error']}", raw=row["raw_response"])
         run.counts["descriptions_summarised"] += len(summaries)
     for e in entities:
         e["description"] = summaries.get(e["id"]) or _join(e["descriptions"], max(cfg.summary_min_chars, 300))
@@ -351,7 +344,7 @@ def build_graph(run, extractions: list[dict]) -> None:
               "document_ids": [x["document"]], "source_file": x["source_file"],
               "entity_ids": sorted(in_chunk[x["id"]][0]), "relationship_ids": sorted(in_chunk[x["id"]][1])}
              for k, x in enumerate(sorted(extractions, key=lambda x: x["id"]))]
-    folder = graph_dir(run)
+    folder = run.artifact("graph")
     store.write_parquet(f"{folder}/entities.parquet", ent_rows)
     store.write_parquet(f"{folder}/relationships.parquet", rel_rows)
     store.write_parquet(f"{folder}/communities.parquet", comm_rows)
@@ -379,7 +372,7 @@ def build_graph(run, extractions: list[dict]) -> None:
                                                 "weight": rel_by_id[r]["weight"]} for r in rels[:60]],
                                               ensure_ascii=False)})
     run.counts["communities_without_report"] += len(comm_rows) - min(len(reportable), cfg.max_reports)
-    run.info["graph"] = {"mentions": len(mentions), "entities": len(ent_rows), "relationships": len(rel_rows),
+    run.info["graph"] = {"mentions": len(found), "entities": len(ent_rows), "relationships": len(rel_rows),
                          "communities": len(comm_rows), "levels": len({c["level"] for c in comm_rows}),
                          "merges": dict(sorted(rules.items())), "isolated_entities": sum(
                              1 for e in ent_rows if e["degree"] == 0), "url": folder}
@@ -452,7 +445,7 @@ def _report_record(c: dict, out: dict, model: str) -> dict:
             "text_unit_ids": c["text_unit_ids"], "entities": c["entities"], "model": model}
 
 
-def report(run, communities: list[dict]) -> None:
+def report(run: StageRun[KnowledgeGraphConfig], communities: list[dict]) -> None:
     """A report per community (structured output, validated by its schema): title, summary, rating,
     and 1-5 findings each naming the entity and relationship ids it rests on. Ids not in the
     community are dropped; a report left without a grounded finding is filtered."""
@@ -484,31 +477,26 @@ def report(run, communities: list[dict]) -> None:
 # plan
 # --------------------------------------------------------------------------------------------
 def load_graph(store, folder: str):
-    from synth_tasks.methods.knowledge_graph.graph import to_networkx
-
     ents = store.read_parquet(f"{folder}/entities.parquet")
     rels = store.read_parquet(f"{folder}/relationships.parquet")
-    return to_networkx(ents, rels), ents, rels
+    return G.to_networkx(ents, rels), ents, rels
 
 
 def _short(eid: str) -> str:
     return eid[:8]
 
 
-def plan(run, reports: list[dict]) -> None:
+def plan(run: StageRun[KnowledgeGraphConfig], reports: list[dict]) -> None:
     """Write community_reports.parquet; plan a global question per report (`global_questions`) and
     sample `paths_per_length` paths of each of `path_hops` hops whose edges come from different
     chunks (from different documents where the graph allows); a path with a one-hop shortcut edge
     is filtered (shortcut_edge) before any question is written."""
-    from synth_tasks.methods.knowledge_graph.graph import REPORT_COLUMNS, finest_community
-    from synth_tasks.methods.knowledge_graph.paths import names_of, sample_paths
-
     cfg, store = run.cfg, run.store
-    folder = graph_dir(run)
+    folder = run.artifact("graph")
     g, ents, _ = load_graph(store, folder)
     units = {u["id"]: u for u in store.read_parquet(f"{folder}/text_units.parquet")}
-    community_of = finest_community(store.read_parquet(f"{folder}/communities.parquet"))
-    rows = [{k: r.get(k) for k in REPORT_COLUMNS} | {"human_readable_id": i}
+    community_of = G.finest_community(store.read_parquet(f"{folder}/communities.parquet"))
+    rows = [{k: r.get(k) for k in G.REPORT_COLUMNS} | {"human_readable_id": i}
             for i, r in enumerate(sorted(reports, key=lambda r: (r["level"], r["community"])))]
     store.write_parquet(f"{folder}/community_reports.parquet", rows)
 
@@ -609,7 +597,7 @@ def template_qa(job: dict) -> dict:
             "supporting_entity_ids": [e["ref"] for e in ents[:5]]}
 
 
-def generate(run, jobs: list[dict]) -> None:
+def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
     """Write a question along each path (one that needs every hop: the bridge entities unnamed,
     one reasoning step per hop naming its chunk, every chunk cited) or about each community report
     (with the ids of the entities it rests on); structured output. With no_llm, template questions."""
@@ -635,8 +623,6 @@ def generate(run, jobs: list[dict]) -> None:
 # check
 # --------------------------------------------------------------------------------------------
 def check_global(job: dict, qa: dict):
-    from synth_tasks.quality.filters import KEEP, drop
-
     refs = {e["ref"]: e["id"] for e in json.loads(job["report_entities"])}
     given = [x.strip().lower() for x in qa.get("supporting_entity_ids") or []]
     unknown = [x for x in given if x not in refs and x not in refs.values()]
@@ -647,7 +633,7 @@ def check_global(job: dict, qa: dict):
     return KEEP, list(dict.fromkeys(refs.get(x, x) for x in given))
 
 
-def check(run, candidates: list[dict]) -> None:
+def check(run: StageRun[KnowledgeGraphConfig], candidates: list[dict]) -> None:
     """Keep a path question only when its answer names the answer entity and that entity occurs in
     the last hop's chunk, no bridge entity (nor the answer) is named in the question, it has one
     reasoning step per hop naming that hop's chunk and cites every chunk, and no shortcut edge joins
@@ -655,13 +641,10 @@ def check(run, candidates: list[dict]) -> None:
     PageRank from the entities the question names: the top `retrieval_k` chunks) and global
     retrieval (the best-matching community reports) are recorded with each kept question, and how
     many hop chunks (own reports) they find counted."""
-    from synth_tasks.methods.knowledge_graph.paths import check_path_qa
-    from synth_tasks.methods.knowledge_graph.retrieval import global_reports, local_chunks, mentions, name_index
-
     cfg = run.cfg
-    g, _, _ = load_graph(run.store, graph_dir(run)) if candidates else (None, None, None)
+    g, _, _ = load_graph(run.store, run.artifact("graph")) if candidates else (None, None, None)
     index = name_index(g) if g is not None else []
-    reports = run.store.read_parquet(f"{graph_dir(run)}/community_reports.parquet") if candidates else []
+    reports = run.store.read_parquet(f"{run.artifact('graph')}/community_reports.parquet") if candidates else []
     for c in candidates:
         qa = json.loads(c["qa"])
         if c["kind"] == "multi_hop":
@@ -700,13 +683,13 @@ def check(run, candidates: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # export: the graph files beside the QA data
 # --------------------------------------------------------------------------------------------
-def export_graph_files(ctx, train: list[dict], validation: list[dict]) -> dict[str, str]:
+def export_graph_files(ctx: ExportContext, train: list[dict], validation: list[dict]) -> dict[str, str]:
     """entities / relationships / communities / community_reports / text_units .parquet and
     graph.graphml, copied from the run's graph/ folder into final/graph/."""
-    base = ctx.final_dir.removesuffix("/_staging/final").removesuffix("/final")
+    folder = ctx.artifact("graph")
     out = {}
     for name in GRAPH_FILES:
-        src = f"{base}/graph/{name}"
+        src = f"{folder}/{name}"
         if ctx.store.exists(src):
             out[f"graph_{name.split('.')[0]}"] = ctx.store.write_bytes(f"{ctx.final_dir}/graph/{name}",
                                                                        ctx.store.read_bytes(src))

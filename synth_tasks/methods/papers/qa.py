@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from synth_tasks.text.tokens import count_tokens
+
 
 class QAType(StrEnum):
     FACTUAL = "factual"
@@ -71,8 +73,6 @@ def section_contexts(blocks: list[dict], max_tokens: int, min_tokens: int) -> li
     in order into contexts of at most ``max_tokens``, cut only between blocks, so a table is never
     cut (one over the budget is a context of its own). A context under ``min_tokens`` joins the next
     one of the same top-level section."""
-    from synth_tasks.text.tokens import count_tokens
-
     groups: list[tuple[tuple[str, ...], list[dict]]] = []
     for b in blocks:
         if b["kind"] not in CONTEXT_KINDS or b["section_path"][:1] == ["Front matter"]:

@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request  # urllib.robotparser imports it anyway
 import urllib.robotparser
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ class _LinkParser:
 
     @staticmethod
     def links(base: str, html: str) -> list[str]:
-        from html.parser import HTMLParser
-
         found: list[str] = []
 
         class P(HTMLParser):

@@ -3,12 +3,28 @@ Heavy imports (sentence-transformers, bm25s, trafilatura) happen inside them."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import os
 import random
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, create_model
+
+from synth_tasks.methods.personas.checks import (PREFIXES, grounded_in, has_prefix, restates_persona, split_evidence,
+                                                 strip_prefix, with_title_prefix)
+from synth_tasks.methods.personas.config import PersonasConfig, PoolFrom, Source
+from synth_tasks.methods.personas.sources import (FolderFetcher, PassageIndex, WebFetcher, term_shares,
+                                                  trending_terms)
+from synth_tasks.prompts import load_prompt, render
+from synth_tasks.quality.decontamination import Decontaminator
+from synth_tasks.quality.filters import NoPlaceholders
+from synth_tasks.quality.judge import LLMJudge
+
+if TYPE_CHECKING:  # the stage runner imports pyarrow: not at DAG parse time
+    from synth_tasks.stage import StageRun
 
 
 class PersonaOut(BaseModel):
@@ -37,8 +53,6 @@ class Queries(BaseModel):
 
 
 def _prompt(name: str, **values: str) -> list[dict]:
-    from synth_tasks.prompts import load_prompt, render
-
     return [{"role": "user", "content": render(load_prompt(f"personas/{name}"), **values)}]
 
 
@@ -50,14 +64,11 @@ def _persona_record(pid: str, out: PersonaOut, **fields) -> dict:
 # --------------------------------------------------------------------------------------------
 # prepare
 # --------------------------------------------------------------------------------------------
-def prepare(run, files: list[str]) -> None:
+def prepare(run: StageRun[PersonasConfig], files: list[str]) -> None:
     """Read the input texts (JSONL/Parquet, `text_column`); bad files and rows fail alone, empty
     texts are filtered."""
-    from synth_tasks.inputs import read_inputs
-
     cfg = run.cfg
-    records, _ = read_inputs(run.input_store, files, run.ledger, cfg.text_column, cfg.id_column)
-    for rec in records:
+    for rec in run.read_inputs(files, cfg.text_column, cfg.id_column):
         if not rec.text.strip():
             run.filtered(rec.id, "empty_text: no text to draw personas from")
         else:
@@ -67,7 +78,7 @@ def prepare(run, files: list[str]) -> None:
 # --------------------------------------------------------------------------------------------
 # Text-to-Persona
 # --------------------------------------------------------------------------------------------
-def text_to_persona(run, texts: list[dict]) -> None:
+def text_to_persona(run: StageRun[PersonasConfig], texts: list[dict]) -> None:
     """Text-to-Persona: who is likely to read, write, like or dislike each text (structured:
     description, domain, expertise); `personas_per_text` per text."""
     cfg = run.cfg
@@ -92,7 +103,7 @@ def text_to_persona(run, texts: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # Persona-to-Persona
 # --------------------------------------------------------------------------------------------
-def expand(run, personas: list[dict]) -> None:
+def expand(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """Persona-to-Persona: each persona's close relations, then theirs, to `expand_depth`
     iterations. A persona stays whatever becomes of its expansion; a failed expansion call is
     audited in _dropped/ and counted (expand_errors)."""
@@ -102,8 +113,6 @@ def expand(run, personas: list[dict]) -> None:
     n = cfg.relations_per_persona
 
     async def tree(root: dict) -> dict:
-        import asyncio
-
         out, errors, tokens, cached = [], [], 0, True
         frontier = [root]
         for depth in range(1, cfg.expand_depth + 1):
@@ -147,15 +156,13 @@ def expand(run, personas: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # dedup against the hub, and the hub part of this partition
 # --------------------------------------------------------------------------------------------
-def dedup_personas(run, personas: list[dict]) -> None:
+def dedup_personas(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """Drop placeholder personas (template slots, no words), then those that nearly duplicate one in
     the hub or an earlier one of this run: MinHash
     over words (Jaccard >= `minhash_threshold`), then MiniLM cosine (>= `embedding_threshold`);
     each names the persona it duplicates. The new ones become this partition's hub part."""
     from synth_tasks.methods.personas.hub import (created_date, embedding_duplicates, minhash_duplicates,
                                                   read_hub, write_hub_part)
-
-    from synth_tasks.quality.filters import NoPlaceholders
 
     cfg, store, partition = run.cfg, run.store, run.layout.partition
     hub = read_hub(store, except_partition=partition)
@@ -224,11 +231,10 @@ _PERSONA_FIELDS = ("id", "description", "domain", "expertise", "relation", "orig
                    "root_persona_id", "depth", "lineage", "created_partition", "created_date")
 
 
-def select(run, personas: list[dict]) -> None:
+def select(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """The pool to write with: this run's new personas (pool=run) or the hub's created in
     [hub_from, hub_to] (pool=hub; earlier runs' personas enter here as created records); at most
     `max_personas` of it, drawn with the run's seed. The rest are filtered with their reason."""
-    from synth_tasks.methods.personas import PoolFrom
     from synth_tasks.methods.personas.hub import in_range, read_hub
 
     cfg = run.cfg
@@ -258,19 +264,14 @@ def select(run, personas: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # gather: persona agents write queries and retrieve sources
 # --------------------------------------------------------------------------------------------
-def source_index(run):
+def source_index(run: StageRun[PersonasConfig]):
     """The passage index of the configured source (built once per task)."""
-    from synth_tasks.methods.personas import Source
-    from synth_tasks.methods.personas.sources import FolderFetcher, PassageIndex, WebFetcher
-
     cfg = run.cfg
     if cfg.source == Source.CORPUS:
-        from synth_tasks.airflow_glue import resolve_input  # plain function: no Airflow import
-        from synth_tasks.inputs import allowed_input_roots, input_root
-        from synth_tasks.storage import Store
-
-        url = resolve_input(cfg.sources_path.replace("{ds}", _run_day(run)), {})
-        fetcher = FolderFetcher(url, Store(input_root(url)), allowed_input_roots(run.store.root))
+        # {ds} is the day the run's personas are dated (a manual run: the day it runs), not the
+        # data interval's day the environment would fill in.
+        url = run.env.resolve_input(cfg.sources_path.replace("{ds}", _run_day(run)))
+        fetcher = FolderFetcher(url, run.env.input_store(url), run.env.allowed_input_roots)
     else:
         fetcher = WebFetcher(cfg.web_seed_urls, run.store, _run_day(run), cfg.web_allowed_domains,
                              cfg.web_max_pages, cfg.web_max_bytes, cfg.web_rate_limit_s, cfg.web_timeout_s)
@@ -286,11 +287,10 @@ def source_index(run):
 TOP_TRENDING = 10
 
 
-def trends(run, docs) -> list[dict]:
+def trends(run: StageRun[PersonasConfig], docs) -> list[dict]:
     """Today's trending topics: the terms of the fetched material that rose most against the
     `trend_window` earlier days; today's term shares are kept for the days after."""
     from synth_tasks.methods.personas.hub import earlier_trends, trends_url
-    from synth_tasks.methods.personas.sources import term_shares, trending_terms
 
     day = _run_day(run)
     today = term_shares(docs)
@@ -304,8 +304,6 @@ def check_web_hosts(hosts: set[str]) -> None:
     """Whoever may trigger a run must not make the workers fetch any URL they name (internal
     services, cloud metadata): the deployment lists the hosts runs may crawl in $SYNTH_WEB_HOSTS
     (comma-separated host[:port]), as it lists input roots in $SYNTH_INPUT_ROOTS."""
-    import os
-
     from synth_tasks.inputs import InputError
 
     listed = {h.strip() for h in os.environ.get("SYNTH_WEB_HOSTS", "").split(",") if h.strip()}
@@ -315,24 +313,22 @@ def check_web_hosts(hosts: set[str]) -> None:
                          "lists the hosts runs may crawl")
 
 
-def _run_day(run) -> str:
+def _run_day(run: StageRun[PersonasConfig]) -> str:
     from synth_tasks.methods.personas.hub import created_date
 
     return created_date(run.layout.partition, dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"))
 
 
-def _jobs(cfg, p: dict, topics: list[str], queries: list[str], sources: list[dict]) -> list[dict]:
+def _jobs(cfg: PersonasConfig, p: dict, topics: list[str], queries: list[str], sources: list[dict]) -> list[dict]:
     return [{"id": f"{p['id']}|{t}", "persona_id": p["id"], "persona": p["description"], "domain": p["domain"],
              "expertise": p["expertise"], "root_persona_id": p["root_persona_id"], "lineage": p["lineage"],
              "template": str(t), "topics": topics, "queries": queries, "sources": sources}
             for t in cfg.templates]
 
 
-def gather(run, personas: list[dict]) -> None:
+def gather(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """Each persona writes the topics and search queries it would look up (structured); its
     passages are retrieved from the source (folder corpus or web, BM25); then one job per template."""
-    from synth_tasks.methods.personas import Source
-
     cfg = run.cfg
     if cfg.source == Source.NONE:
         for p in personas:
@@ -368,8 +364,6 @@ def _sources_block(sources: list[dict]) -> str:
 
 
 def _evidence_block(sources: list[dict]) -> str:
-    from synth_tasks.prompts import load_prompt
-
     return "\n" + load_prompt("personas/evidence_instruction") if sources else ""
 
 
@@ -380,11 +374,9 @@ def _conversation(messages: list[dict]) -> str:
     return "Conversation so far:\n" + "\n".join(f"{names[m['role']]}: {m['content']}" for m in messages)
 
 
-def generate(run, jobs: list[dict]) -> None:
+def generate(run: StageRun[PersonasConfig], jobs: list[dict]) -> None:
     """Write each job's template conditioned on its persona (and its sources): a math problem, a
     user prompt, an article, or a dialogue of `turns` persona messages each answered."""
-    from synth_tasks.methods.personas.checks import PREFIXES, strip_prefix
-
     cfg = run.cfg
 
     async def write(job: dict) -> dict:
@@ -416,13 +408,10 @@ def generate(run, jobs: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # filter
 # --------------------------------------------------------------------------------------------
-def filter_outputs(run, outputs: list[dict]) -> None:
+def filter_outputs(run: StageRun[PersonasConfig], outputs: list[dict]) -> None:
     """Keep outputs that start with their template's prefix, say more than their persona, quote
     evidence found in their sources (when the agent retrieved any), and share no 13-gram with a
     benchmark test set (math problems)."""
-    from synth_tasks.methods.personas.checks import split_evidence
-    from synth_tasks.quality.decontamination import Decontaminator
-
     cfg = run.cfg
     decon = Decontaminator() if cfg.decontaminate and "math_problem" in cfg.templates else None
     for o in outputs:
@@ -440,11 +429,8 @@ def filter_outputs(run, outputs: list[dict]) -> None:
             "root_persona_id": o["root_persona_id"], "model": o["model"]})
 
 
-def check_output(o: dict, cfg, decon=None):
+def check_output(o: dict, cfg: PersonasConfig, decon=None):
     """(verdict, the output's text without prefix and evidence lines, the evidence found per quote)."""
-    from synth_tasks.methods.personas.checks import (PREFIXES, grounded_in, has_prefix, restates_persona,
-                                                     split_evidence, strip_prefix, with_title_prefix)
-
     prefix = PREFIXES[o["template"]]
     if o["template"] == "knowledge_text":
         o = o | {"raw": with_title_prefix(o["raw"])}
@@ -477,7 +463,7 @@ def check_output(o: dict, cfg, decon=None):
 # --------------------------------------------------------------------------------------------
 # dedup outputs across personas
 # --------------------------------------------------------------------------------------------
-def dedup_outputs(run, outputs: list[dict]) -> None:
+def dedup_outputs(run: StageRun[PersonasConfig], outputs: list[dict]) -> None:
     """Drop outputs of one template that nearly duplicate an earlier one (another persona's):
     MinHash over word 3-grams, Jaccard >= `output_duplicate_threshold`."""
     from synth_tasks.quality.dedup import minhash_duplicate_of
@@ -502,12 +488,10 @@ def dedup_outputs(run, outputs: list[dict]) -> None:
 RESPONDED = ("math_problem", "user_instruction")
 
 
-def respond_and_judge(run, outputs: list[dict]) -> None:
+def respond_and_judge(run: StageRun[PersonasConfig], outputs: list[dict]) -> None:
     """With `respond`: answer each math problem and user prompt, score the pair on the HelpSteer2
     attributes (the shared LLM judge) and filter pairs under `min_judge_score`. Without it, or for
     articles and dialogues, records pass unchanged and no LLM is called."""
-    from synth_tasks.quality.judge import LLMJudge
-
     cfg = run.cfg
     todo = [o for o in outputs if cfg.respond and o["template"] in RESPONDED]
     for o in outputs:

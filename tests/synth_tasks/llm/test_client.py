@@ -181,6 +181,22 @@ def test_structured_output_failure_keeps_the_raw_text(fault_server):
     assert fault_server.requests[0]["response_format"]["type"] == "json_object"
 
 
+def test_an_answer_that_fails_its_schema_is_not_cached(fault_server, store):
+    """A transient junk 200 body must not fail its record in every re-run: the re-run asks again."""
+    cache = ResponseCache(store, store.join("_cache"))
+    fault_server.script.extend(["text:not json", "text:still not json"])
+    with pytest.raises(LLMError):
+        run(_chat(make_client(fault_server, cache=cache), response_model=Answer))
+    fault_server.script.extend(['text:{"answer": "4", "score": 3}'])
+    again = make_client(fault_server, cache=cache)
+    assert run(_chat(again, response_model=Answer)).parsed == Answer(answer="4", score=3)
+    assert again.usage.requests == 1 and again.usage.cache_hits == 0 and len(fault_server.requests) == 3
+    # the accepted answer is cached: a third run replays it without a request
+    third = make_client(fault_server, cache=cache)
+    assert run(_chat(third, response_model=Answer)).parsed == Answer(answer="4", score=3)
+    assert third.usage.requests == 0 and third.usage.cache_hits == 1 and len(fault_server.requests) == 3
+
+
 def _cut_off(content: str) -> str:
     """A scripted answer that stopped at max_tokens."""
     return "raw:" + json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "fault-model",

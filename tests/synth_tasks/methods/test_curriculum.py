@@ -83,7 +83,7 @@ def test_shipped_stages_file(shipped):
 
 
 def test_stage_assignment_keeps_moves_or_filters_with_the_reason(shipped):
-    from synth_tasks.methods.curriculum import assign_stage
+    from synth_tasks.methods.curriculum.stages import assign_stage
 
     easy = "Tom has a red ball. The ball is round. It is big and soft. The sun is hot."
     hard = ("Marianne understood immediately that her mischievous brother had deliberately transferred the "
@@ -209,7 +209,8 @@ def test_scoring_on_known_answers():
 
 
 def test_dedup_drops_training_stories_that_repeat_an_evaluation_story(layout):
-    from synth_tasks.methods.curriculum import CurriculumConfig, dedup
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+    from synth_tasks.methods.curriculum.stages import dedup
     from synth_tasks.method import Stage
     from synth_tasks.stage import StageRun
 
@@ -227,7 +228,8 @@ def test_dedup_drops_training_stories_that_repeat_an_evaluation_story(layout):
 
 
 def test_plans_are_seeded_and_draw_from_the_stage_word_list(shipped):
-    from synth_tasks.methods.curriculum import CurriculumConfig, plan_jobs
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+    from synth_tasks.methods.curriculum.stages import plan_jobs
 
     cfg = CurriculumConfig(items_per_stage=3, eval_items_per_stage=2)
     jobs = plan_jobs(shipped, cfg, "stages.yaml")
@@ -269,11 +271,12 @@ def test_publish_carries_subfolders_and_removes_stale_ones(layout):
 
 def test_publish_carries_subfolders_on_s3(s3_server, monkeypatch):
     """The same on S3, where folders are only key prefixes."""
-    from synth_tasks.airflow_glue import store_for
+    from synth_tasks.airflow_glue import airflow_filesystem
+    from synth_tasks.environment import store_for
     from synth_tasks.storage import RunLayout
 
     monkeypatch.setenv("AIRFLOW_CONN_TEST_S3", s3_server.airflow_conn())
-    store = store_for(f"s3://{s3_server.new_bucket('curriculum-publish')}/data", "test_s3")
+    store = store_for(f"s3://{s3_server.new_bucket('curriculum-publish')}/data", "test_s3", airflow_filesystem)
     layout = RunLayout(store, "curriculum", "2026-01-01")
     for name in ("curriculum.json", "stage-01-a/part-00000.parquet", "stage-02-b/part-00000.parquet"):
         store.write_bytes(f"{layout.staging_dir}/{name}", name.encode())
@@ -290,7 +293,9 @@ def test_a_story_cut_off_at_max_tokens_is_filtered_as_truncated(layout, fault_se
     import json
 
     from synth_tasks.config import EndpointConfig
-    from synth_tasks.methods import curriculum as C
+    from synth_tasks.methods.curriculum import METHOD
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+    from synth_tasks.methods.curriculum.stages import generate
     from synth_tasks.stage import StageRun
 
     def answer(text: str, finish_reason: str) -> str:
@@ -301,11 +306,11 @@ def test_a_story_cut_off_at_max_tokens_is_filtered_as_truncated(layout, fault_se
 
     fault_server.script.extend([answer("Tom saw a red ball. He kicked it and", "length"),
                                 answer("Tom saw a red ball. He kicked it to Mia.", "stop")])
-    cfg = C.CurriculumConfig(concurrency=1, max_tokens=16)  # one at a time: the script meets jobs in order
-    stage = next(s for s in C.METHOD.stages if s.name == "generate")
+    cfg = CurriculumConfig(concurrency=1, max_tokens=16)  # one at a time: the script meets jobs in order
+    stage = next(s for s in METHOD.stages if s.name == "generate")
     endpoint = EndpointConfig(base_url=fault_server.base_url, model="fault-model")
     run = StageRun(stage, cfg, layout, 0, 1, endpoint_for=lambda conn_param: endpoint)
-    C.generate(run, [{"id": "cut", "prompt": "Write a story."}, {"id": "whole", "prompt": "Write a story."}])
+    generate(run, [{"id": "cut", "prompt": "Write a story."}, {"id": "whole", "prompt": "Write a story."}])
     rows = {r["record_id"]: r for r in run.ledger.rows}
     assert rows["cut"]["outcome"] == "filtered" and rows["cut"]["reason"] == "truncated: cut off at max_tokens=16"
     assert rows["whole"]["outcome"] == "kept" and [o["id"] for o in run.outputs] == ["whole"]

@@ -11,8 +11,11 @@ from pydantic import SecretStr
 
 from synth_tasks.config import SECTIONS, ConfigError, EndpointConfig, LLMParams, SamplingParams, parse_config
 from synth_tasks.inputs import InputError
-from synth_tasks.methods import instruct
-from synth_tasks.methods.instruct import METHOD, InstructConfig, parse_instruction
+from synth_tasks.methods.instruct import METHOD
+from synth_tasks.methods.instruct.config import InstructConfig
+from synth_tasks.methods.instruct.prompts import parse_instruction
+from synth_tasks.methods.instruct.records import instruction_record
+from synth_tasks.methods.instruct.stages import preference_pair, with_machine_examples
 from synth_tasks.pipeline import run_method
 from synth_tasks.prompts import include_dir
 from synth_tasks.quality.judge import ATTRIBUTES
@@ -63,7 +66,7 @@ def _prompt(body: dict) -> str:
 
 
 def _instr(rid, text, domain="math", **extra):
-    return instruct.instruction_record(rid, text, domain=domain, origin="seed", root_id=rid) | extra
+    return instruction_record(rid, text, domain=domain, origin="seed", root_id=rid) | extra
 
 
 def _scored(text, overall, index=0):
@@ -217,10 +220,10 @@ def test_max_seeds_filters_the_rest_with_a_reason(layout, tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_machine_examples_replace_the_last_two_seeds_once_there_are_two():
     job = {"id": "j", "examples": [f"seed {i}" for i in range(8)]}
-    assert instruct.with_machine_examples(job, ["only one"]) == job["examples"]
-    mixed = instruct.with_machine_examples(job, ["gen a", "gen b", "gen c"])
+    assert with_machine_examples(job, ["only one"]) == job["examples"]
+    mixed = with_machine_examples(job, ["gen a", "gen b", "gen c"])
     assert mixed[:6] == job["examples"][:6] and set(mixed[6:]) <= {"gen a", "gen b", "gen c"} and len(set(mixed)) == 8
-    few = instruct.with_machine_examples({"id": "j", "examples": ["seed 0"]}, ["gen a", "gen b"])
+    few = with_machine_examples({"id": "j", "examples": ["seed 0"]}, ["gen a", "gen b"])
     assert few[0] == "seed 0" and sorted(few[1:]) == ["gen a", "gen b"]
 
 
@@ -413,7 +416,7 @@ def test_reward_model_judge_scores_through_the_same_stage(layout, fault_server):
     [out], _, _ = _run(layout, "judge", cfg, _upstream(layout, [record]), fault_server)
     assert [r["scores"]["overall"] for r in out["responses"]] == [1.0, 3.45]  # weighted 0.3/0.3/0.2/0.1/0.1
     assert [m["role"] for m in fault_server.requests[0]["messages"]] == ["user", "assistant"]
-    pair = instruct.preference_pair(out | {"cluster": 0}, margin=0.5)
+    pair = preference_pair(out | {"cluster": 0}, margin=0.5)
     assert pair["chosen"].startswith("A thorough") and pair["margin"] == 2.45
 
 

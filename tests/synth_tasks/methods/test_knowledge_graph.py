@@ -11,7 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from synth_tasks.config import ConfigError, EndpointConfig, parse_config
-from synth_tasks.methods import knowledge_graph as KG
+from synth_tasks.methods.knowledge_graph import METHOD
+from synth_tasks.methods.knowledge_graph.config import KnowledgeGraphConfig
 from synth_tasks.methods.knowledge_graph.parse import ExtractionParseError, parse_extraction, parse_json, parse_tuples
 from synth_tasks.methods.knowledge_graph.resolve import Mention, normalize, pairwise_scores, resolve
 from synth_tasks.pipeline import run_method
@@ -345,22 +346,22 @@ def test_local_retrieval_ranks_the_chunks_near_the_seed_entities_first():
 def test_config_checks():
     base = {"input_path": "x"}
     with pytest.raises(ConfigError, match="chunk_overlap"):
-        parse_config(KG.KnowledgeGraphConfig, base | {"chunk_tokens": 200, "chunk_overlap": 150})
+        parse_config(KnowledgeGraphConfig, base | {"chunk_tokens": 200, "chunk_overlap": 150})
     with pytest.raises(ConfigError, match="path_hops"):
-        parse_config(KG.KnowledgeGraphConfig, base | {"path_hops": [4]})
+        parse_config(KnowledgeGraphConfig, base | {"path_hops": [4]})
     with pytest.raises(ConfigError, match="gleaning_rounds"):
-        parse_config(KG.KnowledgeGraphConfig, base | {"gleaning_rounds": -1})
+        parse_config(KnowledgeGraphConfig, base | {"gleaning_rounds": -1})
 
 
 def test_gleaning_defaults_to_one_round_except_on_the_embedded_model():
     from synth_tasks.llm.embedded import SMOLLM2
     from synth_tasks.methods.knowledge_graph.stages import gleaning_rounds
 
-    cfg = parse_config(KG.KnowledgeGraphConfig, {"input_path": "x"})
+    cfg = parse_config(KnowledgeGraphConfig, {"input_path": "x"})
     real = EndpointConfig(base_url="http://vllm:8000/v1", model="Qwen/Qwen2.5-7B-Instruct")
     embedded = EndpointConfig(base_url="http://127.0.0.1:1/v1", model=SMOLLM2.alias)
     assert (gleaning_rounds(cfg, real), gleaning_rounds(cfg, embedded)) == (1, 0)
-    cfg = parse_config(KG.KnowledgeGraphConfig, {"input_path": "x", "gleaning_rounds": 2})
+    cfg = parse_config(KnowledgeGraphConfig, {"input_path": "x", "gleaning_rounds": 2})
     assert (gleaning_rounds(cfg, real), gleaning_rounds(cfg, embedded)) == (2, 2)
 
 
@@ -380,11 +381,11 @@ def _run(tmp_path, cfg_values, server=None, input_url=None):
     from synth_tasks.storage import Store
 
     structured = cfg_values.pop("_structured", "json_schema")
-    cfg = parse_config(KG.KnowledgeGraphConfig, {"input_path": "unused", "train_ratio": 1.0} | cfg_values)
+    cfg = parse_config(KnowledgeGraphConfig, {"input_path": "unused", "train_ratio": 1.0} | cfg_values)
     endpoint = EndpointConfig(base_url=server.base_url, model="fault-model", api_key=SecretStr("k"),
                               structured_output=structured) if server else None
     layout = RunLayout(Store(f"file://{tmp_path}/stage"), "knowledge_graph", "p1")
-    results = run_method(KG.METHOD, cfg, layout, input_url or f"file://{DOCS}",
+    results = run_method(METHOD, cfg, layout, input_url or f"file://{DOCS}",
                          endpoint_for=(lambda _: endpoint) if server else None,
                          run_info={"run_id": "p1", "run_timestamp": "2026-01-01_00-00-00"})
     summary = layout.store.read_json(results["export"]["summary"])

@@ -11,7 +11,9 @@ from pydantic import SecretStr
 
 from synth_tasks.config import ConfigError, EndpointConfig, parse_config
 from synth_tasks.inputs import InputError
-from synth_tasks.methods import markdown_qa as qa
+from synth_tasks.methods.markdown_qa import METHOD
+from synth_tasks.methods.markdown_qa.config import CoTLevel, MarkdownQAConfig
+from synth_tasks.methods.markdown_qa.stages import plan_types, render_assistant
 from synth_tasks.pipeline import run_method
 from synth_tasks.storage import RunLayout
 from tests.conftest import DATA, ROOT
@@ -24,7 +26,7 @@ def _run(layout, cfg, input_url, server=None, until=None):
     """The method's stages in this process; returns (results, summary or None)."""
     endpoint = None if server is None else EndpointConfig(base_url=server.base_url, model="fault-model",
                                                           api_key=SecretStr("k"))
-    results = run_method(qa.METHOD, cfg, layout, input_url, endpoint_for=lambda conn_param: endpoint, until=until,
+    results = run_method(METHOD, cfg, layout, input_url, endpoint_for=lambda conn_param: endpoint, until=until,
                          run_info={"run_id": "t", "run_timestamp": "2026-01-01_00-00-00"})
     summary = layout.store.read_json(results["export"]["summary"]) if "export" in results else None
     return results, summary
@@ -48,7 +50,7 @@ def _folder(tmp_path, files: dict[str, bytes]):
 
 
 def test_no_llm_mode_is_deterministic_byte_for_byte(store):
-    cfg = qa.MarkdownQAConfig(no_llm=True, shard_size=2)
+    cfg = MarkdownQAConfig(no_llm=True, shard_size=2)
     outputs = []
     for partition in ("a", "b"):
         layout = RunLayout(store, "markdown_qa", partition)
@@ -67,14 +69,14 @@ def test_records_and_their_order_do_not_depend_on_the_shards(store):
     outputs = []
     for size in (1, 3, 10_000):
         layout = RunLayout(store, "markdown_qa", f"size{size}")
-        results, _ = _run(layout, qa.MarkdownQAConfig(no_llm=True, shard_size=size), f"file://{DOCS}")
+        results, _ = _run(layout, MarkdownQAConfig(no_llm=True, shard_size=size), f"file://{DOCS}")
         outputs.append([store.read_bytes(results["export"][k]) for k in OUTPUTS])
         assert len(results["render"]) == len(results["dedup"])  # render is mapped over dedup's shards
     assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_no_llm_records_carry_type_level_and_provenance(layout):
-    cfg = qa.MarkdownQAConfig(no_llm=True, cot_levels=["none", "all_steps"], train_ratio=0.5)
+    cfg = MarkdownQAConfig(no_llm=True, cot_levels=["none", "all_steps"], train_ratio=0.5)
     results, summary = _run(layout, cfg, f"file://{DOCS}")
     records = _final_records(layout, results["export"])
     assert {r["qa_type"] for r in records} <= {"factual_recall", "true_false", "fill_in_blank"}
@@ -105,7 +107,7 @@ def test_grounding_drops_pairs_whose_evidence_is_not_in_the_section(layout, tmp_
     fault_server.script.extend([
         'text:{"facts": ["The service retries a rejected write up to five times."]}',
         f"text:{json.dumps(good)}", f"text:{json.dumps(bad)}"])
-    cfg = qa.MarkdownQAConfig(pairs_per_section=2, type_weights={"factual_recall": 1, "inference": 1},
+    cfg = MarkdownQAConfig(pairs_per_section=2, type_weights={"factual_recall": 1, "inference": 1},
                               concurrency=1, section_min_tokens=0)
     doc = (DATA / "markdown" / "service_guide.md").read_text().split("## Monitoring")[0].split("## Retries")[1]
     results, summary = _run(layout, cfg, _folder(tmp_path, {"retries.md": f"## Retries{doc}".encode()}), fault_server)
@@ -132,7 +134,7 @@ def test_near_duplicate_questions_are_dropped_per_document_across_shards(layout,
     section = "The service receives event batches from producers and writes them to the warehouse nightly."
     two_sections = f"# A\n\n{section}\n\n# B\n\n{section} It runs in three regions.".encode()
     folder = _folder(tmp_path, {"one.md": two_sections, "two.md": two_sections})
-    cfg = qa.MarkdownQAConfig(pairs_per_section=1, type_weights={"factual_recall": 1}, section_min_tokens=0,
+    cfg = MarkdownQAConfig(pairs_per_section=1, type_weights={"factual_recall": 1}, section_min_tokens=0,
                               grounding_threshold=0, shard_size=1, cot_levels=["none"])
     results, summary = _run(layout, cfg, folder, fault_server)
     assert len(results["ground"]) == 4  # one section per shard
@@ -161,7 +163,7 @@ def test_bad_inputs_have_clear_outcomes_and_nothing_else_is_lost(layout, tmp_pat
                                 "no_headings.md": b"The service is deployed in three regions. It was written by the team.",
                                 "big.md": big})
     shutil.copy(DATA / "markdown" / "service_guide.md", tmp_path / "md" / "guide.md")
-    cfg = qa.MarkdownQAConfig(no_llm=True, shard_size=10_000)
+    cfg = MarkdownQAConfig(no_llm=True, shard_size=10_000)
     _, summary = _run(layout, cfg, folder)
     prepare = summary["stages"]["prepare"]
     assert prepare == prepare | {"input": 6, "kept": 3, "filtered": 1, "failed": 2,
@@ -178,7 +180,7 @@ def test_bad_inputs_have_clear_outcomes_and_nothing_else_is_lost(layout, tmp_pat
 
 def test_sections_know_their_neighbour_for_multi_hop(layout, tmp_path):
     shutil.copy(DATA / "markdown" / "service_guide.md", tmp_path / "guide.md")
-    cfg = qa.MarkdownQAConfig(no_llm=True, section_min_tokens=0)
+    cfg = MarkdownQAConfig(no_llm=True, section_min_tokens=0)
     results, _ = _run(layout, cfg, f"file://{tmp_path}/guide.md", until="prepare")
     assert set(results) == {"prepare"}
     sections = _stage_records(layout, "prepare")
@@ -190,37 +192,37 @@ def test_sections_know_their_neighbour_for_multi_hop(layout, tmp_path):
 
 def test_nothing_usable_fails_naming_the_files(layout, tmp_path):
     with pytest.raises(InputError, match="empty.md: file is empty|empty_file"):
-        _run(layout, qa.MarkdownQAConfig(), _folder(tmp_path, {"empty.md": b"  \n"}), until="prepare")
+        _run(layout, MarkdownQAConfig(), _folder(tmp_path, {"empty.md": b"  \n"}), until="prepare")
 
 
 def test_no_llm_stages_never_make_an_llm_client(layout):
     def no_endpoint(conn_param):
         raise AssertionError(f"no_llm asked for the {conn_param} endpoint")
 
-    results = run_method(qa.METHOD, qa.MarkdownQAConfig(no_llm=True), layout, f"file://{DOCS}",
+    results = run_method(METHOD, MarkdownQAConfig(no_llm=True), layout, f"file://{DOCS}",
                          endpoint_for=no_endpoint, until="generate")
     stats = [layout.store.read_json(url) for url in layout.store.glob(f"{layout.base}/_stats/generate/*.json")]
     assert results["generate"] and stats and all("usage" not in s for s in stats)
 
 
 def test_type_planning_follows_weights_and_no_llm_types():
-    cfg = qa.MarkdownQAConfig(pairs_per_section=3, type_weights={"inference": 1, "multi_hop": 5, "true_false": 0})
-    plans = [qa.plan_types(cfg, f"s{i}", has_neighbor=True) for i in range(50)]
+    cfg = MarkdownQAConfig(pairs_per_section=3, type_weights={"inference": 1, "multi_hop": 5, "true_false": 0})
+    plans = [plan_types(cfg, f"s{i}", has_neighbor=True) for i in range(50)]
     assert all(set(p) <= {"inference", "multi_hop"} for p in plans)
-    assert qa.plan_types(cfg, "s1", True) == qa.plan_types(cfg, "s1", True)
-    assert "multi_hop" not in qa.plan_types(cfg, "s1", has_neighbor=False)
+    assert plan_types(cfg, "s1", True) == plan_types(cfg, "s1", True)
+    assert "multi_hop" not in plan_types(cfg, "s1", has_neighbor=False)
     with pytest.raises(ConfigError, match="type_weights"):
-        parse_config(qa.MarkdownQAConfig, {"no_llm": True, "type_weights": {"inference": 1}})
+        parse_config(MarkdownQAConfig, {"no_llm": True, "type_weights": {"inference": 1}})
     with pytest.raises(ConfigError, match="type_weights"):
-        parse_config(qa.MarkdownQAConfig, {"type_weights": {"inference": 1, "true_false": -1}})
+        parse_config(MarkdownQAConfig, {"type_weights": {"inference": 1, "true_false": -1}})
 
 
 def test_config_defaults_and_form_sections():
     from synth_tasks.airflow_glue import params_from_config
 
-    cfg = qa.MarkdownQAConfig()
+    cfg = MarkdownQAConfig()
     assert (cfg.input_path, cfg.shard_size, cfg.train_ratio) == ("include/sample_data/markdown_qa/docs", 16, 0.8)
-    params = params_from_config(qa.MarkdownQAConfig)
+    params = params_from_config(MarkdownQAConfig)
     sections = {name: p.schema["section"] for name, p in params.items()}
     assert {sections[n] for n in ("type_weights", "pairs_per_section", "cot_levels", "no_llm")} == {"Method"}
     assert {sections[n] for n in ("temperature", "max_tokens")} == {"Generation"}
@@ -230,11 +232,11 @@ def test_config_defaults_and_form_sections():
 
 def test_cot_rendering():
     steps = ["Find the retry policy.", "It says five retries.", "So the answer is five."]
-    assert qa.render_assistant("Five.", steps, qa.CoTLevel.NONE) == "Five."
-    assert qa.render_assistant("Five.", steps, qa.CoTLevel.ONE_STEP) == "First, find the retry policy.\n\nFive."
-    assert qa.render_assistant("Five.", steps, qa.CoTLevel.TWO_STEP) == (
+    assert render_assistant("Five.", steps, CoTLevel.NONE) == "Five."
+    assert render_assistant("Five.", steps, CoTLevel.ONE_STEP) == "First, find the retry policy.\n\nFive."
+    assert render_assistant("Five.", steps, CoTLevel.TWO_STEP) == (
         "First, find the retry policy. Next, it says five retries.\n\nFive.")
-    assert qa.render_assistant("Five.", steps, qa.CoTLevel.ALL_STEPS).startswith(
+    assert render_assistant("Five.", steps, CoTLevel.ALL_STEPS).startswith(
         "First, find the retry policy. Next, it says five retries. Finally, so the answer is five.")
 
 

@@ -11,7 +11,9 @@ from pydantic import SecretStr
 
 from synth_tasks.config import EndpointConfig
 from synth_tasks.inputs import InputError
-from synth_tasks.methods import mind
+from synth_tasks.methods.mind import METHOD
+from synth_tasks.methods.mind.config import ROLES, MindConfig, Style
+from synth_tasks.methods.mind.stages import dialogue_format, salvage_turns, turns_model
 from synth_tasks.pipeline import run_method
 from synth_tasks.stage import run_stage
 from tests.conftest import SAMPLE
@@ -38,18 +40,18 @@ def _endpoint(server):
 
 def _prepare(layout, cfg, inputs):
     """prepare's hand-offs and its stats as written beside its output."""
-    handoffs = run_method(mind.METHOD, cfg, layout, inputs, until="prepare")["prepare"]
+    handoffs = run_method(METHOD, cfg, layout, inputs, until="prepare")["prepare"]
     return handoffs, layout.store.read_json(layout.stats_part("prepare", 0))
 
 
 def _generate(layout, cfg, handoff, server):
-    run_stage(mind.METHOD, mind.METHOD.stage("generate"), cfg, layout, handoff,
+    run_stage(METHOD, METHOD.stage("generate"), cfg, layout, handoff,
               endpoint_for=lambda conn_param: _endpoint(server))
     return layout.store.read_json(layout.stats_part("generate", handoff["shard"]))
 
 
 def test_prepare_makes_one_job_per_context_and_style(layout, tmp_path):
-    cfg = mind.MindConfig(styles=["debate", "interview"], shard_size=3)
+    cfg = MindConfig(styles=["debate", "interview"], shard_size=3)
     handoffs, stats = _prepare(layout, cfg, _inputs(tmp_path))
     jobs = [j for h in handoffs for j in layout.store.read_parquet(h["output"])]
     assert stats["input"] == stats["kept"] == 4 and stats["produced"] == len(jobs) == stats["counts"]["contexts"] * 2
@@ -62,7 +64,7 @@ def test_prepare_makes_one_job_per_context_and_style(layout, tmp_path):
 def test_prepare_fails_bad_files_and_rows_but_keeps_the_rest(layout, tmp_path):
     inputs = _inputs(tmp_path, {"empty.jsonl": b"", "broken.jsonl": b'{"id": "z", "text": "ok text"}\n{oops\n',
                                 "corrupt.parquet": b"not parquet"})
-    _, stats = _prepare(layout, mind.MindConfig(styles=["debate"]), inputs)
+    _, stats = _prepare(layout, MindConfig(styles=["debate"]), inputs)
     assert stats["failed"] == 3 and stats["kept"] == 5  # empty + corrupt files, one bad row; 4 + 1 good
     assert stats["error_kinds"] == {"bad_file": 2, "bad_row": 1}
     ledger = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("prepare", 0))}
@@ -75,11 +77,11 @@ def test_prepare_with_nothing_usable_fails_naming_the_input(layout, tmp_path):
     folder.mkdir()
     (folder / "x.jsonl").write_bytes(b"\xff\xfe\n")
     with pytest.raises(InputError, match="no usable input records"):
-        _prepare(layout, mind.MindConfig(), f"file://{folder}")
+        _prepare(layout, MindConfig(), f"file://{folder}")
 
 
 def test_max_chunks_filters_the_rest_with_a_reason(layout, tmp_path):
-    _, stats = _prepare(layout, mind.MindConfig(max_chunks=2, styles=["debate"]), _inputs(tmp_path))
+    _, stats = _prepare(layout, MindConfig(max_chunks=2, styles=["debate"]), _inputs(tmp_path))
     assert stats["produced"] == 2
     assert stats["filter_reasons"] == {"over_max_chunks": 2}
     dropped = layout.store.read_parquet(layout.part("_dropped/prepare", 0))
@@ -96,10 +98,10 @@ def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault
     fault_server.script.extend([f"text:{essay}", "500"])
     # One scripted dialogue for every context: about variance, so off-topic for most of them (the
     # topic check is tested on its own below).
-    cfg = mind.MindConfig(styles=["two_students", "teacher_student"], shard_size=4, max_retries=0,
+    cfg = MindConfig(styles=["two_students", "teacher_student"], shard_size=4, max_retries=0,
                           train_ratio=0.5, concurrency=1,  # one at a time: the script meets jobs in order
                           min_topic_overlap=0)
-    results = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+    results = run_method(METHOD, cfg, layout, _inputs(tmp_path),
                          endpoint_for=lambda conn_param: _endpoint(fault_server))
     shards = results["prepare"]
     n_jobs = shards[0]["stats"]["produced"]  # every hand-off of an unmapped stage carries its totals
@@ -136,7 +138,7 @@ def test_generate_filter_export_account_for_every_record(layout, tmp_path, fault
 
 def test_token_budget_fails_the_rest_cleanly(layout, tmp_path, fault_server):
     fault_server.default_reply = DIALOGUE
-    cfg = mind.MindConfig(styles=["debate"], shard_size=100, token_budget=1, concurrency=1)
+    cfg = MindConfig(styles=["debate"], shard_size=100, token_budget=1, concurrency=1)
     handoffs, _ = _prepare(layout, cfg, _inputs(tmp_path))
     stats = _generate(layout, cfg, handoffs[0], fault_server)
     assert stats["kept"] == 1 and stats["failed"] == stats["input"] - 1
@@ -144,24 +146,24 @@ def test_token_budget_fails_the_rest_cleanly(layout, tmp_path, fault_server):
 
 
 def test_json_turns_schema_allows_only_the_styles_two_roles_and_four_turns_or_more():
-    schema = mind.turns_model("teacher_student").model_json_schema()
+    schema = turns_model("teacher_student").model_json_schema()
     turn = next(iter(schema["$defs"].values()))
     assert turn["properties"]["speaker"]["enum"] == ["Teacher", "Student"]
     assert schema["properties"]["turns"]["minItems"] == 4
-    assert all(len(mind.ROLES[s]) == 2 for s in mind.Style)
+    assert all(len(ROLES[s]) == 2 for s in Style)
 
 
 def test_a_json_answer_cut_off_by_max_tokens_keeps_its_whole_turns():
-    model = mind.turns_model("interview")
+    model = turns_model("interview")
     whole = [{"speaker": "Interviewer", "text": f"question {i}?"} if i % 2 == 0 else
              {"speaker": "Expert", "text": f"answer {i}."} for i in range(5)]
     import json
 
     raw = '{"turns": [' + ", ".join(json.dumps(t) for t in whole) + ', {"speaker": "Interviewer", "text": "and th'
-    turns = mind.salvage_turns(raw, model)
+    turns = salvage_turns(raw, model)
     assert [t.text for t in turns] == [t["text"] for t in whole]
-    assert mind.salvage_turns(raw.replace('"Expert"', '"Narrator"'), model) is None  # not a role of the style
-    assert mind.salvage_turns('{"turns": [{"speaker": "Expert", "text": "one"}', model) is None  # too few
+    assert salvage_turns(raw.replace('"Expert"', '"Narrator"'), model) is None  # not a role of the style
+    assert salvage_turns('{"turns": [{"speaker": "Expert", "text": "one"}', model) is None  # too few
 
 
 def test_json_turns_are_rendered_back_to_speaker_lines_and_filtered_like_text(layout, tmp_path, fault_server):
@@ -173,8 +175,8 @@ def test_json_turns_are_rendered_back_to_speaker_lines_and_filtered_like_text(la
              "Squares keep positive and negative deviations from cancelling, and the square root undoes it."]
     turns = [{"speaker": ("Teacher", "Student")[i % 2], "text": t} for i, t in enumerate(texts)]
     fault_server.default_reply = json.dumps({"turns": turns})
-    cfg = mind.MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
-    result = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+    cfg = MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
+    result = run_method(METHOD, cfg, layout, _inputs(tmp_path),
                         endpoint_for=lambda conn_param: _endpoint(fault_server))["export"]
     assert "response_format" in fault_server.requests[0]
     [record] = [json.loads(line) for line in layout.store.read_bytes(result["train_jsonl"]).splitlines()]
@@ -199,8 +201,8 @@ def test_a_cut_off_json_answer_costs_one_request_and_keeps_its_whole_turns(layou
         "id": "c", "object": "chat.completion", "created": 0, "model": "fault-model",
         "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 100, "total_tokens": 110}}))
-    cfg = mind.MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
-    result = run_method(mind.METHOD, cfg, layout, _inputs(tmp_path),
+    cfg = MindConfig(styles=["teacher_student"], max_chunks=1, dialogue_format="json_turns", train_ratio=1.0)
+    result = run_method(METHOD, cfg, layout, _inputs(tmp_path),
                         endpoint_for=lambda conn_param: _endpoint(fault_server))["export"]
     assert len(fault_server.requests) == 1
     [record] = [json.loads(line) for line in layout.store.read_bytes(result["train_jsonl"]).splitlines()]
@@ -212,8 +214,8 @@ def test_a_cut_off_json_answer_costs_one_request_and_keeps_its_whole_turns(layou
 def test_auto_format_is_json_turns_on_llama_cpp_and_text_elsewhere():
     from synth_tasks.config import EndpointConfig
 
-    cfg = mind.MindConfig()
+    cfg = MindConfig()
     llama = EndpointConfig(base_url="http://x/v1", model="m", structured_output="json_object_schema")
     vllm = EndpointConfig(base_url="http://x/v1", model="m", structured_output="json_schema")
-    assert mind.dialogue_format(cfg, llama) == "json_turns" and mind.dialogue_format(cfg, vllm) == "text"
-    assert mind.dialogue_format(mind.MindConfig(dialogue_format="text"), llama) == "text"
+    assert dialogue_format(cfg, llama) == "json_turns" and dialogue_format(cfg, vllm) == "text"
+    assert dialogue_format(MindConfig(dialogue_format="text"), llama) == "text"

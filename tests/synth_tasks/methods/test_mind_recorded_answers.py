@@ -8,7 +8,8 @@ import re
 import pytest
 
 from synth_tasks.llm.client import _json_text
-from synth_tasks.methods import mind
+from synth_tasks.methods.mind.config import MIN_JSON_TURNS
+from synth_tasks.methods.mind.stages import salvage_turns, turns_model
 from synth_tasks.methods.mind.dialogue import Turn, format_turns, strip_own_label
 from synth_tasks.quality.filters import OnTopic
 from tests.conftest import DATA
@@ -22,11 +23,11 @@ SMALL = [a for a in ANSWERS if a["model"] == "smollm2-135m-instruct"]
 def conversation(answer: dict) -> str | None:
     """The conversation MIND's generate stage makes of an answer: its turns, or the whole turns of an
     answer cut off at max_tokens; None when neither parses."""
-    model = mind.turns_model(answer["style"])
+    model = turns_model(answer["style"])
     try:
         turns = model.model_validate_json(_json_text(answer["raw"])).turns
     except ValueError:
-        turns = mind.salvage_turns(answer["raw"], model)
+        turns = salvage_turns(answer["raw"], model)
     if turns is None:
         return None
     return format_turns([Turn(t.speaker, strip_own_label(t.speaker, " ".join(t.text.split()))) for t in turns])
@@ -39,7 +40,7 @@ def test_the_recorded_set_has_both_models():
 @pytest.mark.parametrize("answer", QUALITY, ids=lambda a: a["style"] + "-" + a["finish_reason"])
 def test_every_quality_answer_becomes_a_conversation_with_its_latex_intact(answer):
     text = conversation(answer)
-    assert text is not None and len(text.split("\n\n")) >= mind.MIN_JSON_TURNS
+    assert text is not None and len(text.split("\n\n")) >= MIN_JSON_TURNS
     assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", text)  # no \b of "\bar", no \f of "\frac"
     for command in re.findall(r"(?<!\\)\\(frac|text|times|cdot|sum)\b", answer["raw"]):
         assert f"\\{command}" in text

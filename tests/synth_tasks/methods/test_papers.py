@@ -10,9 +10,11 @@ import pytest
 from pydantic import SecretStr
 
 from synth_tasks.config import ConfigError, EndpointConfig, parse_config
-from synth_tasks.methods import papers
+from synth_tasks.methods.papers import METHOD
+from synth_tasks.methods.papers.config import PapersConfig
 from synth_tasks.methods.papers.extract import extract_paper
 from synth_tasks.methods.papers.qa import check_pair, page_texts, section_contexts
+from synth_tasks.methods.papers.stages import BLOCK_COLUMNS, paper_ids
 from synth_tasks.pipeline import run_method
 from tests.synth_tasks.methods import papers_pdfs as pdfs
 from tests.synth_tasks.methods.papers_replies import grounded_reply
@@ -21,7 +23,7 @@ from tests.synth_tasks.methods.papers_replies import grounded_reply
 def _run(layout, cfg, folder, server=None, until=None):
     endpoint = None if server is None else EndpointConfig(base_url=server.base_url, model="fault-model",
                                                           api_key=SecretStr("k"))
-    results = run_method(papers.METHOD, cfg, layout, f"file://{folder}", endpoint_for=lambda conn: endpoint,
+    results = run_method(METHOD, cfg, layout, f"file://{folder}", endpoint_for=lambda conn: endpoint,
                          until=until, run_info={"run_id": "t", "run_timestamp": "2026-01-01_00-00-00"})
     summary = layout.store.read_json(results["export"]["summary"]) if "export" in results else None
     return results, summary
@@ -49,7 +51,7 @@ def test_bad_pdfs_each_fail_alone_naming_file_and_reason_and_the_good_paper_fini
     folder = _folder(tmp_path, {"good.pdf": pdfs.two_column_paper(), "locked.pdf": pdfs.encrypted_pdf(),
                                 "page.pdf": pdfs.NOT_A_PDF, "cut.pdf": pdfs.truncated_pdf(),
                                 "scan.pdf": pdfs.image_only_pdf(), "empty.pdf": pdfs.zero_page_pdf()})
-    results, summary = _run(layout, papers.PapersConfig(max_contexts_per_paper=2, multi_hop_per_paper=0),
+    results, summary = _run(layout, PapersConfig(max_contexts_per_paper=2, multi_hop_per_paper=0),
                             folder, fault_server)
     assert summary["accounted_for"], summary["problems"]
     extract = summary["stages"]["extract"]
@@ -69,20 +71,20 @@ def test_bad_pdfs_each_fail_alone_naming_file_and_reason_and_the_good_paper_fini
 def test_a_pdf_pdfium_cannot_render_fails_alone(layout, tmp_path, monkeypatch):
     import pypdfium2
 
-    from synth_tasks.methods.papers import extract
+    from synth_tasks.methods.papers import stages
 
     good = pdfs.two_column_paper()
     odd = good.replace(b"%%EOF", b"%%EOF\n%odd")  # the same paper, other bytes: the one pdfium refuses
-    real = extract.render_figures
+    real = stages.render_figures
 
     def render(data, figures, dpi=110):
         if data == odd:
             raise pypdfium2.PdfiumError("Failed to load document (PDFium: Data format error).")
         return real(data, figures, dpi)
 
-    monkeypatch.setattr(extract, "render_figures", render)
+    monkeypatch.setattr(stages, "render_figures", render)
     folder = _folder(tmp_path, {"good.pdf": good, "odd.pdf": odd})
-    _run(layout, papers.PapersConfig(), folder, until="extract")
+    _run(layout, PapersConfig(), folder, until="extract")
     ledger = {r["record_id"].rsplit("/", 1)[1]: r for r in layout.store.read_parquet(layout.ledger_part("extract", 0))}
     assert ledger["good.pdf"]["outcome"] == "kept" and ledger["odd.pdf"]["outcome"] == "failed"
     assert ledger["odd.pdf"]["error"] == (f"unrenderable_pdf: file://{folder}/odd.pdf: figures: PdfiumError: "
@@ -91,10 +93,10 @@ def test_a_pdf_pdfium_cannot_render_fails_alone(layout, tmp_path, monkeypatch):
 
 def test_the_extraction_is_published_per_paper(layout, tmp_path):
     folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
-    _run(layout, papers.PapersConfig(), folder, until="publish")
+    _run(layout, PapersConfig(), folder, until="publish")
     base = f"{layout.base}/publish/paper"
     rows = layout.store.read_parquet(f"{base}/papers.parquet")
-    assert list(rows[0]) == list(papers.BLOCK_COLUMNS)
+    assert list(rows[0]) == list(BLOCK_COLUMNS)
     assert [r["block_id"] for r in rows] == [f"b{i:04d}" for i in range(1, len(rows) + 1)]
     table = next(r for r in rows if r["label"] == "Table 1")
     assert json.loads(table["table_cells"]) == pdfs.TABLE_1 and table["page"] == 2 and len(table["bbox"]) == 4
@@ -188,7 +190,7 @@ def test_ground_stage_keeps_grounded_pairs_and_filters_the_others_with_their_rea
     }
     fault_server.responder = lambda body: json.dumps(next(
         reply for cue, reply in replies.items() if cue in body["messages"][0]["content"]))
-    cfg = papers.PapersConfig(questions_per_context=3, multi_hop_per_paper=0, concurrency=1,
+    cfg = PapersConfig(questions_per_context=3, multi_hop_per_paper=0, concurrency=1,
                               type_weights={"factual": 1, "numeric_table": 1, "comparison": 1})
     results, _ = _run(layout, cfg, folder, fault_server)
     jobs = _records(layout, "plan")
@@ -219,7 +221,7 @@ def test_near_duplicate_questions_of_a_paper_are_dropped(layout, tmp_path, fault
     fault_server.responder = lambda body: json.dumps(_pair(
         "What does the paper say about columns?", "Each column is kept whole.",
         (1, "b0007", "Our reader keeps each column whole.")))
-    _, summary = _run(layout, papers.PapersConfig(max_contexts_per_paper=3, multi_hop_per_paper=0), folder,
+    _, summary = _run(layout, PapersConfig(max_contexts_per_paper=3, multi_hop_per_paper=0), folder,
                             fault_server)
     ground, dedup = summary["stages"]["ground"], summary["stages"]["dedup"]
     # every context got the same answer; only the pairs whose context holds page 1's sentence are grounded
@@ -230,7 +232,7 @@ def test_figures_go_to_a_vision_endpoint_as_image_parts(layout, tmp_path, fault_
     fault_server.responder = lambda body: "Two boxes joined by an arrow." if not isinstance(
         body["messages"][0]["content"], str) else grounded_reply(body)
     folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
-    _run(layout, papers.PapersConfig(describe_figures=True), folder, fault_server, until="publish")
+    _run(layout, PapersConfig(describe_figures=True), folder, fault_server, until="publish")
     image_requests = [r for r in fault_server.requests if not isinstance(r["messages"][0]["content"], str)]
     assert len(image_requests) == 2
     # the two figures' requests run concurrently: find figure 1's by its caption, not by arrival order
@@ -241,12 +243,35 @@ def test_figures_go_to_a_vision_endpoint_as_image_parts(layout, tmp_path, fault_
     assert [r["figure_description"] for r in rows if r["kind"] == "figure_caption"] == ["Two boxes joined by an arrow."] * 2
 
 
+def test_a_failed_figure_description_leaves_its_paper_and_is_audited(layout, tmp_path, fault_server):
+    def reply(body):
+        content = body["messages"][0]["content"]
+        if isinstance(content, str):
+            return grounded_reply(body)
+        return "raw:{}" if pdfs.FIGURE_1_CAPTION in content[0]["text"] else "Two boxes joined by an arrow."
+
+    fault_server.responder = reply
+    folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
+    _run(layout, PapersConfig(describe_figures=True, max_retries=0), folder, fault_server, until="publish")
+    stats = layout.store.read_json(layout.stats_part("describe", 0))
+    assert stats["counts"] == {"figures_described": 1, "figures_not_described": 1}
+    assert stats["kept"] == 1 and stats["failed"] == 0
+    (paper,) = _records(layout, "publish")
+    figures = {b["block_id"]: b for b in json.loads(paper["blocks"]) if b["kind"] == "figure_caption"}
+    [failed] = [b for b in figures.values() if pdfs.FIGURE_1_CAPTION in b["text"]]
+    assert failed["figure_description"] is None and failed["figure_description_skipped"]
+    [audit] = layout.store.read_parquet(layout.part("_dropped/describe", 0))
+    assert audit["id"] == f"{paper['id']}#{failed['block_id']}"
+    assert audit["reason"] == failed["figure_description_skipped"]
+    assert audit["reason"].startswith("malformed_response: ")
+
+
 def test_the_embedded_text_model_is_never_sent_images(layout, tmp_path, fault_server, monkeypatch):
     from synth_tasks.llm import embedded
 
     monkeypatch.setattr(embedded, "read_state", lambda model=None: {"base_url": fault_server.base_url})
     folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
-    _run(layout, papers.PapersConfig(describe_figures=True), folder, fault_server, until="publish")
+    _run(layout, PapersConfig(describe_figures=True), folder, fault_server, until="publish")
     assert fault_server.requests == []
     stats = layout.store.read_json(layout.stats_part("describe", 0))
     assert stats["counts"] == {"figures_not_described": 2} and stats["kept"] == 1
@@ -257,12 +282,12 @@ def test_the_embedded_text_model_is_never_sent_images(layout, tmp_path, fault_se
 
 def test_config_refuses_multi_hop_in_the_type_weights():
     with pytest.raises(ConfigError, match="multi_hop_per_paper"):
-        parse_config(papers.PapersConfig, {"type_weights": {"multi_hop": 1}})
+        parse_config(PapersConfig, {"type_weights": {"multi_hop": 1}})
     with pytest.raises(ConfigError, match="quote_threshold"):
-        parse_config(papers.PapersConfig, {"quote_threshold": 50})
+        parse_config(PapersConfig, {"quote_threshold": 50})
 
 
 def test_paper_ids_are_file_stems_unique_per_run():
-    ids = papers.paper_ids(["file:///a/x.pdf", "file:///b/x.pdf", "file:///a/My Paper (v2).pdf"])
+    ids = paper_ids(["file:///a/x.pdf", "file:///b/x.pdf", "file:///a/My Paper (v2).pdf"])
     assert ids["file:///a/My Paper (v2).pdf"] == "My-Paper--v2"
     assert ids["file:///a/x.pdf"] != ids["file:///b/x.pdf"] and ids["file:///a/x.pdf"].startswith("x-")

@@ -11,9 +11,10 @@ from pydantic import SecretStr
 
 from synth_tasks.config import ConfigError, EndpointConfig, parse_config
 from synth_tasks.inputs import InputError
-from synth_tasks.methods import personas as P
+from synth_tasks.methods.personas import METHOD
 from synth_tasks.methods.personas import hub as H
 from synth_tasks.methods.personas.checks import grounded_in, has_prefix, restates_persona, split_evidence
+from synth_tasks.methods.personas.config import PersonasConfig, Template
 from synth_tasks.methods.personas.sources import Document, FolderFetcher, PassageIndex
 from synth_tasks.methods.personas.stages import check_output
 from synth_tasks.pipeline import run_method
@@ -27,7 +28,7 @@ SAMPLE_URL = f"file://{SAMPLE}"
 def _run(store, partition, cfg, input_url, server, until=None):
     endpoint = EndpointConfig(base_url=server.base_url, model="fault-model", api_key=SecretStr("k"))
     layout = RunLayout(store, "personas", partition)
-    results = run_method(P.METHOD, cfg, layout, input_url, endpoint_for=lambda conn_param: endpoint, until=until,
+    results = run_method(METHOD, cfg, layout, input_url, endpoint_for=lambda conn_param: endpoint, until=until,
                          run_info={"run_id": partition, "run_timestamp": "2026-01-01_00-00-00"})
     summary = store.read_json(results["export"]["summary"]) if "export" in results else None
     return layout, results, summary
@@ -58,7 +59,7 @@ def personas_server(fault_server):
 # --------------------------------------------------------------------------------------------
 def test_personas_are_created_expanded_deduplicated_and_the_hub_grows_only_by_new_ones(store, personas_server,
                                                                                         tmp_path):
-    cfg = P.PersonasConfig(source="none", max_personas=2, templates=["math_problem"])
+    cfg = PersonasConfig(source="none", max_personas=2, templates=["math_problem"])
     layout, results, summary = _run(store, "2026-01-01", cfg, SAMPLE_URL, personas_server)
     assert summary["accounted_for"], summary["problems"]
     stages = summary["stages"]
@@ -107,8 +108,8 @@ def test_the_hub_pool_takes_personas_created_in_the_date_range(store, personas_s
     two = tmp_path / "two.jsonl"
     two.write_text(json.dumps({"id": "t2", "text": "# Glaciers\n\nIce."}) + "\n")
     base = dict(source="none", templates=["user_instruction"], expand_depth=0, max_personas=100)
-    _run(store, "2026-03-01", P.PersonasConfig(**base), f"file://{one}", personas_server)
-    layout, _, summary = _run(store, "2026-03-02", P.PersonasConfig(**base, pool="hub", hub_from="2026-03-01",
+    _run(store, "2026-03-01", PersonasConfig(**base), f"file://{one}", personas_server)
+    layout, _, summary = _run(store, "2026-03-02", PersonasConfig(**base, pool="hub", hub_from="2026-03-01",
                                                                      hub_to="2026-03-01"), f"file://{two}",
                               personas_server)
     select = summary["stages"]["select"]
@@ -120,9 +121,9 @@ def test_the_hub_pool_takes_personas_created_in_the_date_range(store, personas_s
 
 def test_a_created_date_range_needs_the_hub_pool():
     with pytest.raises(ConfigError, match="pool=hub"):
-        parse_config(P.PersonasConfig, {"hub_from": "2026-01-01"})
+        parse_config(PersonasConfig, {"hub_from": "2026-01-01"})
     with pytest.raises(ConfigError, match="web_seed_urls"):
-        parse_config(P.PersonasConfig, {"source": "web"})
+        parse_config(PersonasConfig, {"source": "web"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def _output(template, raw, sources=(), messages=None):
 
 
 def _why(o, decon=None):
-    verdict, body, found = check_output(o, P.PersonasConfig(), decon)
+    verdict, body, found = check_output(o, PersonasConfig(), decon)
     return (verdict.reason or "kept").split(":")[0], body, found
 
 
@@ -248,7 +249,7 @@ def test_filters_and_output_dedup_in_a_run(store, fault_server):
         return reply(body)
 
     fault_server.responder = same_problem
-    cfg = P.PersonasConfig(source="none", max_personas=3, templates=["math_problem"], expand_depth=0,
+    cfg = PersonasConfig(source="none", max_personas=3, templates=["math_problem"], expand_depth=0,
                            embedding_dedup=False)
     layout, results, summary = _run(store, "2026-02-01", cfg, SAMPLE_URL, fault_server)
     assert summary["stages"]["filter"]["kept"] == 3
@@ -289,14 +290,14 @@ def test_bad_rows_of_a_jsonl_corpus_are_skipped_naming_file_and_row(tmp_path, ca
 
 
 def test_personas_gather_corpus_passages_and_outputs_quote_them(store, personas_server):
-    cfg = P.PersonasConfig(max_personas=2, expand_depth=0, turns=2)
+    cfg = PersonasConfig(max_personas=2, expand_depth=0, turns=2)
     layout, results, summary = _run(store, "2026-01-05", cfg, SAMPLE_URL, personas_server)
     assert summary["accounted_for"], summary["problems"]
     jobs = _stage_records(layout, "gather")
     assert len(jobs) == 8 and all(j["sources"] and j["queries"] == ["comments in code", "if let control flow"]
                                   for j in jobs)
     records = _final(store, results["export"])
-    assert sorted(r["template"] for r in records) == sorted([str(t) for t in P.Template] * 2)
+    assert sorted(r["template"] for r in records) == sorted([str(t) for t in Template] * 2)
     for r in records:
         assert {"persona_id", "persona", "template", "sources", "output", "lineage", "root_persona_id"} <= set(r)
         assert r["sources"] and all(s["ref"].endswith(tuple(f"#p{k}" for k in range(50))) and s["quote"]
@@ -333,11 +334,11 @@ def test_a_run_shows_its_trending_topics_and_agents_are_told_them(store, persona
             (folder / f"{k}.txt").write_text(text)
     cfg = dict(sources_path=f"{tmp_path}/news/{{ds}}", max_personas=1, expand_depth=0, templates=["user_instruction"],
                embedding_dedup=False, prefer_trending=True)
-    _run(store, "2026-04-01", P.PersonasConfig(**cfg), SAMPLE_URL, personas_server)
+    _run(store, "2026-04-01", PersonasConfig(**cfg), SAMPLE_URL, personas_server)
     personas_server.requests.clear()
     other_texts = tmp_path / "other.jsonl"  # new texts, so the second day has new personas to send out
     other_texts.write_text(json.dumps({"id": "harbour", "text": "# Harbours\n\nShips."}) + "\n")
-    _, _, summary = _run(store, "2026-04-02", P.PersonasConfig(**cfg), f"file://{other_texts}", personas_server)
+    _, _, summary = _run(store, "2026-04-02", PersonasConfig(**cfg), f"file://{other_texts}", personas_server)
     top = summary["info"]["trending_topics"]
     assert [t["term"] for t in top[:2]] == ["ferry", "strike"] and top[0]["share_before"] == 0.0
     asked = [r["messages"][-1]["content"] for r in personas_server.requests if "search queries" in
@@ -348,7 +349,7 @@ def test_a_run_shows_its_trending_topics_and_agents_are_told_them(store, persona
 def test_responses_are_judged_by_the_shared_helpsteer2_judge_and_low_scores_filtered(store, personas_server):
     from tests.synth_tasks.methods.personas_replies import ANSWER
 
-    cfg = P.PersonasConfig(source="none", max_personas=2, expand_depth=0, respond=True, min_judge_score=2.0,
+    cfg = PersonasConfig(source="none", max_personas=2, expand_depth=0, respond=True, min_judge_score=2.0,
                            templates=["math_problem", "user_instruction", "knowledge_text"], embedding_dedup=False)
     layout, results, summary = _run(store, "2026-05-01", cfg, SAMPLE_URL, personas_server)
     respond = summary["stages"]["respond"]
@@ -373,7 +374,7 @@ def test_placeholder_personas_are_filtered_and_never_reach_the_hub(store, fault_
     fault_server.responder = lambda body: json.dumps({"personas": [
         {"description": "Fabio"}, {"description": "..."},
         {"description": "This is a [name] who has been studying [field]."}, {"description": real}]})
-    cfg = P.PersonasConfig(source="none", expand_depth=0, personas_per_text=4, max_personas=1,
+    cfg = PersonasConfig(source="none", expand_depth=0, personas_per_text=4, max_personas=1,
                            templates=["math_problem"], embedding_dedup=False)
     layout, _, _ = _run(store, "2026-01-01", cfg, SAMPLE_URL, fault_server, until="dedup")
     reasons = sorted(d["reason"] for d in _dropped(layout, "dedup") if d["reason"].startswith("placeholder"))

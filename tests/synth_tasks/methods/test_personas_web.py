@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from synth_tasks.config import EndpointConfig
 from synth_tasks.inputs import InputError
-from synth_tasks.methods import personas as P
+from synth_tasks.methods.personas import METHOD
+from synth_tasks.methods.personas.config import PersonasConfig
 from synth_tasks.methods.personas.sources import WebFetcher
 from synth_tasks.pipeline import run_method
 from synth_tasks.storage import RunLayout, Store
@@ -204,14 +205,14 @@ def test_persona_agents_gather_from_the_web_in_a_run(site, tmp_path, fault_serve
 
     fault_server.responder = web_queries
     store = Store(f"file://{tmp_path}/stage")
-    cfg = P.PersonasConfig(source="web", web_seed_urls=[f"{site.base}/index.html"], web_rate_limit_s=0.05,
+    cfg = PersonasConfig(source="web", web_seed_urls=[f"{site.base}/index.html"], web_rate_limit_s=0.05,
                            web_timeout_s=0.5, web_max_bytes=4096, max_personas=1, expand_depth=0,
                            templates=["knowledge_text"], embedding_dedup=False)
     endpoint = EndpointConfig(base_url=fault_server.base_url, model="fault-model", api_key=SecretStr("k"))
     layout = RunLayout(store, "personas", "2026-01-01")
 
     def run():
-        return run_method(P.METHOD, cfg, layout, f"file://{SAMPLE}", endpoint_for=lambda c: endpoint,
+        return run_method(METHOD, cfg, layout, f"file://{SAMPLE}", endpoint_for=lambda c: endpoint,
                           run_info={"run_id": "t", "run_timestamp": "t"})
 
     # the deployment has not listed the site's host: nothing is fetched

@@ -1,4 +1,4 @@
-from synth_tasks.methods.mind import SpeakerTurns
+from synth_tasks.methods.mind.stages import SpeakerTurns
 from synth_tasks.quality.filters import MinTokens, PromptEcho, Repetition, first_drop
 
 GOOD = ("Student 1: The variance is the expected squared deviation from the mean.\n"
