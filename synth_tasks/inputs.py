@@ -52,18 +52,26 @@ def list_input_files(store: Store, pattern: str, in_folder: tuple[str, ...] = ("
     if any(ch in pattern for ch in "*?["):
         files = store.glob(pattern)
     elif store.fs.isdir(store._path(pattern)):
-        files = [f for glob in in_folder for f in store.glob(pattern.rstrip("/") + "/" + glob)]
+        # file types match without regard to case (PAPER.PDF is a paper); "**/" reaches subfolders
+        listing = store.list_files(pattern.rstrip("/"), recursive=any("**" in glob for glob in in_folder))
+        files = list(dict.fromkeys(f for glob in in_folder for f in listing
+                                   if _is_type(f, glob) and ("**" in glob or f.rsplit("/", 1)[0] == pattern.rstrip("/"))))
     else:
         files = [pattern] if store.exists(pattern) else []
     if not files:
         raise InputError(f"no input files match {pattern!r}")
     names = tuple(glob.rsplit("/", 1)[-1] for glob in in_folder)
     for url in files:
-        if not any(fnmatch.fnmatch(url.rsplit("/", 1)[-1], name) for name in names):
+        if not any(_is_type(url, name) for name in names):
             raise InputError(f"{url}: not an input file of this method (expected {', '.join(names)})")
         if allowed_roots is not None:
             _check_inside(url, pattern, allowed_roots)
     return files
+
+
+def _is_type(url: str, glob: str) -> bool:
+    """Whether the file's name matches the name part of ``glob``, without regard to case."""
+    return fnmatch.fnmatch(url.rsplit("/", 1)[-1].lower(), glob.rsplit("/", 1)[-1].lower())
 
 
 def _resolved(url: str) -> str:
@@ -165,11 +173,12 @@ def read_text_records(store: Store, url: str, text_column: str, id_column: str |
         raise InputError(f"{url}: cannot read: {exc}") from exc
     if not data.strip():
         raise InputError(f"{url}: file is empty")
-    if url.endswith(".parquet"):
+    suffix = url.lower()
+    if suffix.endswith(".parquet"):
         rows = _parquet_rows(url, data, text_column, id_column)
-    elif url.endswith((".jsonl", ".json")):
+    elif suffix.endswith((".jsonl", ".json")):
         rows = _jsonl_rows(url, data)
-    elif url.endswith((".yaml", ".yml")):
+    elif suffix.endswith((".yaml", ".yml")):
         rows = _yaml_rows(url, data)
     else:
         raise InputError(f"{url}: unsupported input format (expected .jsonl, .parquet or .yaml)")

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synth_tasks.inputs import InputError, list_input_files, read_inputs, read_text_records
+from synth_tasks.storage import Store
 
 
 def _write(path, data: bytes):
@@ -156,3 +157,13 @@ def test_the_default_roots_are_the_shipped_data_the_data_roots_inputs_and_the_de
     monkeypatch.setenv("SYNTH_INPUT_ROOTS", "/mnt/corpora, s3://lake/raw")
     assert allowed_input_roots("s3://b/stage") == (str(include_dir()), "s3://b/stage/inputs", "/mnt/corpora",
                                                    "s3://lake/raw")
+
+
+def test_a_folders_file_types_match_without_regard_to_case(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("A.JSONL", "b.jsonl", "c.Parquet", "notes.txt", "sub/d.jsonl"):
+        (tmp_path / name).write_text("{}\n")
+    files = list_input_files(Store("file:///"), f"file://{tmp_path}")
+    assert [f.rsplit("/", 1)[1] for f in files] == ["A.JSONL", "b.jsonl", "c.Parquet"]
+    deep = list_input_files(Store("file:///"), f"file://{tmp_path}", in_folder=("**/*.jsonl",))
+    assert [f.removeprefix(f"file://{tmp_path}/") for f in deep] == ["A.JSONL", "b.jsonl", "sub/d.jsonl"]

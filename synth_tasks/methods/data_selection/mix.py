@@ -177,7 +177,7 @@ def read_rows(store: Store, url: str) -> list[tuple[int, dict | Exception]]:
     except OSError as exc:
         raise InputError(f"{url}: unreadable: {exc}") from None
     name = url.rsplit("/", 1)[-1]
-    if name.endswith(".parquet"):
+    if name.lower().endswith(".parquet"):
         import pyarrow.parquet as pq
 
         try:
@@ -188,7 +188,7 @@ def read_rows(store: Store, url: str) -> list[tuple[int, dict | Exception]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{url}: not UTF-8 (byte {exc.start})") from None
-    if name.endswith(".json"):
+    if name.lower().endswith(".json"):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -115,12 +115,12 @@ def prepare(run: StageRun[KnowledgeGraphConfig], files: list[str]) -> None:
     for url in sorted(files):
         if url.endswith("/paper.md") and url.rsplit("/", 1)[0] in extracted:
             run.filtered(url, "duplicate_document: the papers extraction beside it (papers.parquet) is read instead")
-        elif url.endswith((".md", ".txt", ".markdown")):
+        elif url.lower().endswith((".md", ".txt", ".markdown")):
             try:
                 docs.append((url, names[url], url, read_text_file(run.input_store, url)))
             except (InputError, OSError) as exc:
                 run.failed(url, f"bad_file: {exc}")
-        elif url.endswith(".parquet") and PAPER_COLUMNS <= (_parquet_columns(run.input_store, url) or set()):
+        elif url.lower().endswith(".parquet") and PAPER_COLUMNS <= (_parquet_columns(run.input_store, url) or set()):
             try:
                 rows = pq.read_table(io.BytesIO(run.input_store.read_bytes(url))).to_pylist()
             except Exception as exc:  # noqa: BLE001 - a schema that reads over a table that does not
