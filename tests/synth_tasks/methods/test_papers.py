@@ -68,6 +68,22 @@ def test_bad_pdfs_each_fail_alone_naming_file_and_reason_and_the_good_paper_fini
     assert final and {r["paper_id"] for r in final} == {"good"}
 
 
+def test_file_types_ignore_case_trailing_bytes_are_read_and_an_empty_file_says_so(layout, tmp_path, fault_server):
+    """PAPER.PDF is a paper (it was skipped with no ledger row); a complete PDF with 4 KB appended
+    is read (it was refused as truncated); a 0-byte file fails as empty_file (it was not_a_pdf)."""
+    fault_server.responder = grounded_reply
+    paper = pdfs.two_column_paper()
+    folder = _folder(tmp_path, {"PAPER.PDF": paper, "tail.pdf": paper + b"\n" + b"x" * 4096,
+                                "zero.pdf": b""})
+    _, summary = _run(layout, PapersConfig(max_contexts_per_paper=1, multi_hop_per_paper=0), folder, fault_server)
+    assert summary["accounted_for"], summary["problems"]
+    extract = summary["stages"]["extract"]
+    assert (extract["input"], extract["kept"], extract["failed"]) == (3, 2, 1) and extract["error_kinds"] == {"empty_file": 1}
+    ledger = {r["record_id"].rsplit("/", 1)[1]: r for r in layout.store.read_parquet(layout.ledger_part("extract", 0))}
+    assert ledger["PAPER.PDF"]["outcome"] == ledger["tail.pdf"]["outcome"] == "kept"
+    assert ledger["zero.pdf"]["error"].startswith(f"empty_file: file://{folder}/zero.pdf: ")
+
+
 def test_a_pdf_pdfium_cannot_render_fails_alone(layout, tmp_path, monkeypatch):
     import pypdfium2
 
