@@ -515,7 +515,7 @@ def sample_view(method: str, r: dict) -> dict:
     if method == "curriculum":
         r["fk_grade"] = (r.get("measures") or {}).get("fk_grade")
     if method == "papers":
-        r["citations"] = [f"p. {c.get('page')} (match {c.get('score')}): {c.get('quote')}" for c in r.get("citations") or []]
+        r["citations"] = [f"p. {c.get('page')}: {c.get('quote')}" for c in r.get("citations") or []]
     if method == "knowledge_graph" and r.get("reasoning_steps"):
         r["reasoning_steps"] = [s if isinstance(s, str) else json.dumps(s, ensure_ascii=False) for s in r["reasoning_steps"]]
     if method == "personas":

@@ -64,7 +64,7 @@ def test_grounded_pairs_reach_final_and_a_bad_pdf_fails_alone(papers_dag, fault_
         assert r["paper_id"] == "paper" and r["model"] == "fault-model" and r["pages"] and r["block_ids"]
         assert r["messages"][0] == {"role": "user", "content": r["question"]}
         assert r["messages"][1]["content"].endswith(f"(p. {r['pages'][0]}).") or "(pp. " in r["messages"][1]["content"]
-        assert all(c["score"] >= 90 for c in r["citations"])
+        assert r["answer_support"] is None if r["qa_type"] == "numeric_table" else r["answer_support"] >= 0.5
     # the Asset event of this run says where its extraction lies
     with create_session() as session:
         events = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
@@ -105,4 +105,4 @@ def test_the_embedded_model_end_to_end(papers_dag, embedded_llm, tmp_path):
     final = _final(store, summary)
     assert len(final) == stages["render"]["produced"]
     for r in final:  # whatever survived is grounded
-        assert all(c["score"] >= 90 for c in r["citations"])
+        assert r["answer_support"] is None if r["qa_type"] == "numeric_table" else r["answer_support"] >= 0.5

@@ -37,8 +37,9 @@ class PapersConfig(LLMParams):
                                ge=0.0, le=2.0)
     max_tokens: int = param(512, "Max tokens per LLM answer.", section="Generation", title="Max tokens",
                             ge=16, le=16384)
-    quote_threshold: float = param(90.0, "Min fuzzy match (0-100, rapidfuzz partial ratio) of every quote on the "
-                                   "page it cites.", section="Quality", title="Quote match threshold", ge=80, le=100)
+    min_answer_support: float = param(0.5, "Share (0-1) of a non-numeric answer's content words that its quotes "
+                                      "must contain (every quote must stand word for word on its cited page).",
+                                      section="Quality", title="Min answer support", ge=0.0, le=1.0)
     min_quote_chars: int = param(8, "Quotes shorter than this prove nothing (a lone number matches any table).",
                                  section="Quality", title="Min quote characters", ge=1, le=200)
     duplicate_threshold: float = param(90.0, "Questions of one paper at or above this similarity (0-100) are "

@@ -285,21 +285,23 @@ def generate(run: StageRun[PapersConfig], jobs: list[dict]) -> None:
 # ground
 # --------------------------------------------------------------------------------------------
 def ground(run: StageRun[PapersConfig], pairs: list[dict]) -> None:
-    """Keep a pair only when every quote is found on the page it cites (fuzzy match >= quote_threshold)
-    and, for numeric questions, every number of its answer is in a cited table's cells; a multi-hop
-    pair must cite two blocks. Others are filtered with the reason (quote_not_on_page: p.4,
-    number_not_in_table: 0.97, ...)."""
+    """Keep a pair only when every quote stands word for word on the page it cites; a numeric
+    answer's numbers are in a row of a cited table that a quote shows or names; another answer is
+    said by its quotes (min_answer_support of its content words, no negation on one side only); a
+    multi-hop pair cites two blocks. Others are filtered with the reason (quote_not_on_page: p.4,
+    number_not_in_quoted_row: 259, answer_not_supported: ...)."""
     cfg = run.cfg
     for p in pairs:
         blocks = json.loads(p["context_blocks"])
-        checked = check_pair(p, p["qa_type"], blocks, json.loads(p["pages"]), cfg.quote_threshold, cfg.min_quote_chars)
+        checked = check_pair(p, p["qa_type"], blocks, json.loads(p["pages"]), cfg.min_quote_chars,
+                             cfg.min_answer_support)
         if not checked.ok:
             run.filtered(p["id"], checked.reason, question=p["question"], answer=p["answer"],
                          citations=json.dumps(p["citations"], ensure_ascii=False))
             continue
-        citations = [c | {"block_id": found, "score": round(score, 1)}
-                     for c, found, score in zip(p["citations"], checked.block_ids, checked.scores)]
-        run.kept(p["id"], p | {"citations": citations})
+        citations = [c | {"block_id": found} for c, found in zip(p["citations"], checked.block_ids)]
+        support = None if checked.support is None else round(checked.support, 3)
+        run.kept(p["id"], p | {"citations": citations, "answer_support": support})
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,7 +327,8 @@ def dedup(run: StageRun[PapersConfig], pairs: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 def render_pairs(run: StageRun[PapersConfig], pairs: list[dict]) -> None:
     """Each pair as a chat record: the user asks the question, the assistant answers with its cited
-    pages rendered as "(p. 4)"; the metadata keeps the paper, pages, block ids, quotes and QA type."""
+    pages rendered as "(p. 4)"; the metadata keeps the paper, pages, block ids, quotes, the answer's
+    support by its quotes and QA type."""
     for p in pairs:
         pages = [int(c["page"]) for c in p["citations"]]
         run.kept(p["id"], {
@@ -334,5 +337,5 @@ def render_pairs(run: StageRun[PapersConfig], pairs: list[dict]) -> None:
             "paper_id": p["paper_id"], "title": p["title"], "source_file": p["source_file"], "qa_type": p["qa_type"],
             "question": p["question"], "answer": p["answer"], "pages": sorted(set(pages)),
             "block_ids": [c["block_id"] for c in p["citations"]], "quotes": [c["quote"] for c in p["citations"]],
-            "citations": p["citations"], "reasoning_steps": p["reasoning_steps"], "sections": p["sections"],
-            "model": p["model"]})
+            "citations": p["citations"], "answer_support": p["answer_support"], "reasoning_steps": p["reasoning_steps"],
+            "sections": p["sections"], "model": p["model"]})
