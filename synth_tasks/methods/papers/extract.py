@@ -48,6 +48,7 @@ _CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)\s
 _NUMBERED = re.compile(r"^(?P<num>(?:\d+\.)*\d+|[IVX]+\.|[A-Z]\.(?:\d+\.?)*)\s+(?P<title>\S.*)$")
 _SECTION_NUMBER = re.compile(r"(\d{1,2}(\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.|[A-Z]\.)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?(\d{1,4}|[ivxlc]{1,6})(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)
+_UNMAPPED_GLYPH = re.compile(r"\(cid:\d+\)")
 _LIST_ITEM = re.compile(r"^(•|◦|▪|–|\*|\(cid:15\)|\(\d{1,2}\)|\d{1,2}[.)]|[a-z][.)]|\([a-z]\))\s")
 _REF_START = re.compile(r"^(\[[\w.+-]{1,20}\]|\d{1,3}\.\s)")
 _REFERENCES = re.compile(r"^((\d+|[IVX]+)\.?\s+)?(references|bibliography|works cited|literature cited)$",
@@ -753,7 +754,9 @@ def _is_heading(p: Paragraph, body: float, fonts_known: bool = True) -> bool:
     words = text.split()
     if not (1 <= len(words) <= 20 and len(p.lines) <= 3) or any(ch in MATH_CHARS or _private(ch) for ch in text):
         return False
-    if not any(sum(ch.isalpha() for ch in w) >= 3 for w in words) or text.endswith((".", ",", ";")):
+    # letters a reader sees: "(cid:25)", a glyph without a text mapping, spells "cid" but shows none
+    shown = _UNMAPPED_GLYPH.sub("", text).split()
+    if not any(sum(ch.isalpha() for ch in w) >= 3 for w in shown) or text.endswith((".", ",", ";")):
         return False
     if len(words) <= 3 and _KNOWN_SECTION.match(text) and len(p.lines) == 1:
         return True  # "Abstract", "References" on a line of their own, whatever their font

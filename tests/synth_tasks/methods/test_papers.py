@@ -348,3 +348,18 @@ def test_paper_ids_are_file_stems_unique_per_run():
     ids = paper_ids(["file:///a/x.pdf", "file:///b/x.pdf", "file:///a/My Paper (v2).pdf"])
     assert ids["file:///a/My Paper (v2).pdf"] == "My-Paper--v2"
     assert ids["file:///a/x.pdf"] != ids["file:///b/x.pdf"] and ids["file:///a/x.pdf"].startswith("x-")
+
+
+def test_a_line_of_unmapped_glyphs_is_no_heading():
+    """233 of 237 "headings" of a paper whose headings are bitmap glyphs were "(cid:25)"-like
+    strings: the word "cid" passed the three-letter test. A glyph without a text mapping shows no letter."""
+    from synth_tasks.methods.papers.extract import Line, Paragraph, _is_heading
+
+    def heading(text):
+        line = Line(page=1, x0=72, top=100, x1=300, bottom=114, text=text, size=14, bold=True)
+        return _is_heading(Paragraph([line], text=text), body=10)
+
+    assert not heading("(cid:25)(cid:3)(cid:17)")
+    assert not heading("(cid:25) (cid:3) (cid:17) (cid:9)")
+    assert heading("3 Con(cid:2)guration")  # a ligature inside a real word still reads
+    assert heading("Related Work")
