@@ -3,13 +3,14 @@ run at its start with the field's name instead of being silently ignored."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
+
+from synth_tasks.draw import stable_int
 
 
 class StrictModel(BaseModel):
@@ -42,8 +43,7 @@ class SamplingParams(StrictModel):
     def seeded(cls, run_seed: int, key: str, **values) -> "SamplingParams":
         """Sampling whose seed derives from the run's seed and a record key, so outputs are
         reproducible and a re-run hits the response cache."""
-        seed = int.from_bytes(hashlib.sha256(f"{run_seed}:{key}".encode()).digest()[:4], "big")
-        return cls(seed=seed, **values)
+        return cls(seed=stable_int(f"{run_seed}:{key}"), **values)
 
 
 class EndpointConfig(StrictModel):

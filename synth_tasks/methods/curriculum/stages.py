@@ -4,13 +4,13 @@ ordered stage shards, the evaluation splits, the manifest and the report."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from synth_tasks.draw import stable_int
 from synth_tasks.methods.curriculum.config import CurriculumConfig
 from synth_tasks.methods.curriculum.evaluation import (QUESTION_MODELS, answerable, evaluate_item, normalize,
                                                        stage_report)
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 class CurriculumCheckError(RuntimeError):
     """The curriculum's difficulty does not rise stage by stage, or an evaluation item is in training."""
-
-
-def _stable_int(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,7 +62,7 @@ def plan_jobs(curriculum, cfg: CurriculumConfig, source: str) -> list[dict]:
         eval_types = list(stage.eval_templates)
         for k in range(n_train + n_eval):
             role = "train" if k < n_train else "eval"
-            rng = random.Random(_stable_int(f"{cfg.seed}:{stage.name}:{role}:{k}"))
+            rng = random.Random(stable_int(f"{cfg.seed}:{stage.name}:{role}:{k}", n_bytes=8))
             pool = curriculum.own_words[i]
             words = rng.sample(pool, min(cfg.words_per_prompt, len(pool)))
             features = rng.sample(curriculum.spec.features, rng.randint(1, min(cfg.max_features_per_prompt,

@@ -3,14 +3,13 @@ they ask the LLM for, and the export's conversation files."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import random
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, Field
 
+from synth_tasks.draw import distinct_by_weight
 from synth_tasks.methods.markdown_qa.config import HEURISTIC_TYPES, CoTLevel, MarkdownQAConfig, QAType
 from synth_tasks.methods.markdown_qa.heuristics import heuristic_facts, heuristic_pair
 from synth_tasks.prompts import load_prompt, render
@@ -46,10 +45,6 @@ class QAPair(BaseModel):
     # Verbatim passages of the section, each its own item, so each can be checked: a model asked for
     # one "evidence" field wrapped its quotes in commentary, and the whole field matched nothing.
     quotes: list[Quote] = Field(min_length=1, max_length=4)
-
-
-def _stable_int(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,15 +95,8 @@ def plan_types(cfg: MarkdownQAConfig, section_id: str, has_neighbor: bool) -> li
     weights = {t: cfg.type_weights.get(t, 0.0) for t in usable}
     if not has_neighbor:
         weights[QAType.MULTI_HOP] = 0.0
-    pool = {t: w for t, w in weights.items() if w > 0}
-    rng = random.Random(_stable_int(f"{cfg.seed}:{section_id}:types"))
-    chosen: list[QAType] = []
-    while len(chosen) < cfg.pairs_per_section and pool:
-        kind = rng.choices(list(pool), weights=list(pool.values()))[0]
-        chosen.append(kind)
-        if len(pool) > 1:  # the last usable type may repeat; each repeat uses another fact
-            pool.pop(kind)
-    return chosen
+    # the last usable type may repeat; each repeat uses another fact
+    return distinct_by_weight(weights, cfg.pairs_per_section, f"{cfg.seed}:{section_id}:types")
 
 
 def facts_messages(section: dict) -> list[dict]:

@@ -8,10 +8,10 @@ import base64
 import hashlib
 import json
 import logging
-import random
 import re
 from typing import TYPE_CHECKING
 
+from synth_tasks.draw import distinct_by_weight
 from synth_tasks.llm import embedded
 from synth_tasks.methods.papers.config import PapersConfig
 from synth_tasks.methods.papers.extract import BadPDF, extract_paper, paper_markdown, render_figures
@@ -26,10 +26,6 @@ if TYPE_CHECKING:  # the stage runner and the LLM client import pyarrow: not at 
 log = logging.getLogger(__name__)
 
 ASSET = "papers/extracted"
-
-
-def _stable_int(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 def paper_ids(urls: list[str]) -> dict[str, str]:
@@ -197,18 +193,10 @@ def publish(run: StageRun[PapersConfig], papers: list[dict]) -> None:
 def plan_types(cfg: PapersConfig, context_id: str, has_table: bool) -> list[QAType]:
     """``questions_per_context`` single-context types drawn by weight (deterministic per context),
     distinct while there are enough; numeric_table only where the context holds a table."""
-    pool = {t: cfg.type_weights.get(t, 0.0) for t in SINGLE_CONTEXT_TYPES}
+    weights = {t: cfg.type_weights.get(t, 0.0) for t in SINGLE_CONTEXT_TYPES}
     if not has_table:
-        pool[QAType.NUMERIC_TABLE] = 0.0
-    pool = {t: w for t, w in pool.items() if w > 0}
-    rng = random.Random(_stable_int(f"{cfg.seed}:{context_id}:types"))
-    chosen: list[QAType] = []
-    while len(chosen) < cfg.questions_per_context and pool:
-        kind = rng.choices(list(pool), weights=list(pool.values()))[0]
-        chosen.append(kind)
-        if len(pool) > 1:
-            pool.pop(kind)
-    return chosen
+        weights[QAType.NUMERIC_TABLE] = 0.0
+    return distinct_by_weight(weights, cfg.questions_per_context, f"{cfg.seed}:{context_id}:types")
 
 
 def _job(paper: dict, job_id: str, qa_type: QAType, contexts, all_blocks: list[dict]) -> dict:
