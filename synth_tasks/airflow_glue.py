@@ -351,8 +351,8 @@ def run_local(dag_id: str, conf: dict, *, retries: int = 0, grace_s: float = 10.
             raise SystemExit(f"the local run of {dag_id} ended with exit code {code} before it finished")
         with open(result_file) as f:
             result = json.load(f)
-    store = Environment.from_os(run_partition(result["run_id"]), filesystem=airflow_filesystem).staging_store
-    summary_url = store.join(dag_id, run_partition(result["run_id"]), "_summary.json")
+    layout = Environment.from_os(run_partition(result["run_id"]), filesystem=airflow_filesystem).layout(dag_id)
+    store, summary_url = layout.store, layout.summary
     if result["state"] != "success" or not store.exists(summary_url):
         raise SystemExit(f"DAG run {result['run_id']} ended {result['state']}; see the task logs above")
     return store.read_json(summary_url) | {"summary": summary_url}
