@@ -16,8 +16,9 @@ RUN pip wheel --no-cache-dir --no-deps -w /wheels llama-cpp-python==0.3.36
 
 # --- runtime -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
-# libgomp: llama.cpp's CPU backend uses OpenMP.
-RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+# libgomp: llama.cpp's CPU backend uses OpenMP. tesseract: the papers method OCRs scanned pages and
+# glyphs without a text mapping.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 50000 airflow
 

@@ -91,7 +91,7 @@ run: $(STAMP) $(AIRFLOW_HOME)/airflow.db llm-up
 
 # Debian packages the tests and cluster-check start as real parts: a browser for the UI test, and the
 # distributed deployment's Postgres and Redis. Installed once (as root, or through sudo).
-SYSTEM_PACKAGES := chromium chromium-driver postgresql redis-server
+SYSTEM_PACKAGES := chromium chromium-driver postgresql redis-server tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 system-deps:
 	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p > /dev/null 2>&1 || echo $$p; done)"; \
 	if [ -n "$$missing" ]; then \

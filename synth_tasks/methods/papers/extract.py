@@ -4,7 +4,11 @@ No model: pdfplumber (MIT) gives every character with its position, font and siz
 tables; the layout is recovered from those positions:
 
 1. characters -> words -> line fragments (a row of words is cut where the gap is wider than a column
-   gutter could be, so the two columns of a page never share a line);
+   gutter could be, so the two columns of a page never share a line). Glyphs without a text mapping
+   ("(cid:N)") are named from the embedded font's glyph names (glyphs.py) or read by OCR from their
+   box; a page without a text layer is read by OCR whole (ocr.py, tesseract). Superscripts and
+   subscripts join the word they follow ("2^34", "99.9th"; a footnote mark is dropped), small
+   capitals join their capital;
 2. running headers and footers (a line in the top or bottom band that repeats on 30 % of the pages,
    digits ignored) and page numbers are removed; tables (pdfplumber's ruled tables, and tables set
    without rules next to a "Table N:" caption) and figure regions (clusters of images and vector
@@ -14,15 +18,17 @@ tables; the layout is recovered from those positions:
    band between spanning items, the left column top to bottom, then the right column;
 4. lines -> paragraphs (a new one on a wider gap, a font change, an indent, a short last line, a
    display equation), with line-end hyphens repaired (kept where the document writes the word with
-   a hyphen elsewhere);
+   a hyphen elsewhere, and after a number); a paragraph cut by a column or page break is joined
+   again, the floats (figures, tables, captions, footnotes) placed after it;
 5. paragraphs -> kinds: headings (size, weight, numbering; levels from the numbering, else from the
    size), figure captions (with the figure's region), table captions (attached to their table),
-   display equations, references (everything under a References heading, split into entries),
-   paragraphs. The title is the largest text near the top of page 1; the abstract is the text under
-   an "Abstract" heading (or a paragraph that starts with "Abstract").
+   display equations, footnotes, references (everything under a References heading, one entry per
+   number or hanging indent), paragraphs. The title is the largest text near the top of page 1;
+   the abstract is the text under an "Abstract" heading (or a paragraph that starts with "Abstract").
 
 Bad files raise ``BadPDF`` with a "kind: file: detail" message: ``empty_file``, ``not_a_pdf``, ``truncated``,
-``encrypted``, ``no_pages``, ``no_text_layer``, ``unreadable_pdf``.
+``encrypted``, ``no_pages``, ``no_text_layer`` (no page has text, and OCR read none),
+``ocr_unavailable`` (a page needs OCR and tesseract is not installed), ``unreadable_pdf``.
 
 pdfplumber and pypdfium2 are imported inside the functions: the DAG file imports this package when
 Airflow parses it.
@@ -37,11 +43,17 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 
+from . import ocr
+from .glyphs import CID, GlyphNames
+from .ocr import OCRUnavailable
+
 BAND = 0.12  # top and bottom share of the page where running headers, footers and page numbers live
 WORD_GAP_RATIO = 0.15  # chars further apart than this share of their size start a new word
+TOUCHING = 0.1  # words closer than this share of their size touch: small capitals, a superscript
 FRAGMENT_GAP_EM = 1.2  # words further apart than this many ems are in different columns (or table cells)
 EQ_NUMBER_REACH = 0.3  # an equation number "(3)" this share of the page width from its equation still joins it
 _MONO_FONTS = ("courier", "mono", "cmtt", "consol", "typewriter")
+SCAN_STAMP_CHARS = 200  # fewer characters than this beside a page-sized image: a scan with a stamp
 MATH_CHARS = set("=≤≥≠≈∑∏∫√±×÷∈∉⊂⊆∀∃→←↔∞∂∇αβγδεθλμπσφωΣΠΔΩ")
 
 _CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)\s*[:.|]", re.IGNORECASE)
@@ -50,6 +62,8 @@ _SECTION_NUMBER = re.compile(r"(\d{1,2}(\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.|[A-Z]\.)
 _PAGE_NUMBER = re.compile(r"^(page\s*)?(\d{1,4}|[ivxlc]{1,6})(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)
 _UNMAPPED_GLYPH = re.compile(r"\(cid:\d+\)")
 _LIST_ITEM = re.compile(r"^(•|◦|▪|–|\*|\(cid:15\)|\(\d{1,2}\)|\d{1,2}[.)]|[a-z][.)]|\([a-z]\))\s")
+_FOOTNOTE_MARK = re.compile(r"[\d*†‡§,]+")
+_REF_LABEL = re.compile(r"\[[\w.+-]{1,20}\]|\d{1,3}\.")
 _REF_START = re.compile(r"^(\[[\w.+-]{1,20}\]|\d{1,3}\.\s)")
 _REFERENCES = re.compile(r"^((\d+|[IVX]+)\.?\s+)?(references|bibliography|works cited|literature cited)$",
                          re.IGNORECASE)
@@ -79,6 +93,7 @@ class Line:
     bold: bool
     mono: bool = False  # a typewriter font: code
     col: str = "S"  # L(eft), R(ight) or S(panning / single column)
+    ocr: bool = False  # some of its text was read from the pixels (ocr.py), not the text layer
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -129,8 +144,10 @@ class Paragraph:
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
-        return (min(l.x0 for l in self.lines), min(l.top for l in self.lines),
-                max(l.x1 for l in self.lines), max(l.bottom for l in self.lines))
+        """On its first page: a paragraph continued over a page break is placed where it starts."""
+        lines = [l for l in self.lines if l.page == self.lines[0].page]
+        return (min(l.x0 for l in lines), min(l.top for l in lines),
+                max(l.x1 for l in lines), max(l.bottom for l in lines))
 
 
 @dataclass
@@ -142,6 +159,9 @@ class PageLayout:
     regions: list[Region]
     has_text: bool
     gutter: float | None = None
+    ocr_page: bool = False  # the whole page was read by OCR: it has no text layer
+    glyphs_read: int = 0  # glyphs without a text mapping, named from their font or read by OCR
+    glyphs_unread: int = 0  # ... that neither could read: left out of the text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +243,7 @@ def _words(chars: list[dict]) -> list[dict]:
         word["bold_chars"] = sum("bold" in f or "black" in f for f in fonts)
         word["mono_chars"] = sum(any(m in f for m in _MONO_FONTS) for f in fonts)
         word["n_chars"] = len(word_chars)
+        word["ocr_chars"] = sum(bool(c.get("ocr")) for c in word_chars)
         words.append(word)
     return words
 
@@ -230,12 +251,11 @@ def _words(chars: list[dict]) -> list[dict]:
 def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
     """Rows of words (same baseline), cut where two words are further apart than a gutter."""
     rows: list[list[dict]] = []
-    for w in sorted(words, key=lambda w: (w["bottom"], w["x0"])):
+    for w in sorted(_snap_scripts(words), key=lambda w: (w["bottom"], w["x0"])):
         if rows and abs(rows[-1][-1]["bottom"] - w["bottom"]) <= max(1.5, 0.25 * w["size"]):
             rows[-1].append(w)
         else:
             rows.append([w])
-    rows = _fold_scripts(rows)
     lines = []
     for row in rows:
         row.sort(key=lambda w: w["x0"])
@@ -246,7 +266,7 @@ def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
             isolated = after > FRAGMENT_GAP_EM * w["size"]  # "(3)" alone, not "(3) Each worker ..."
             if gap > FRAGMENT_GAP_EM * max(w["size"], prev["size"]) and not (
                     _EQ_NUMBER.fullmatch(w["text"]) and isolated and gap < EQ_NUMBER_REACH * page_width) and not (
-                    len(pieces) == 1 and len(pieces[0]) == 1 and _SECTION_NUMBER.fullmatch(prev["text"])
+                    len(pieces[-1]) == 1 and _SECTION_NUMBER.fullmatch(prev["text"]) and w["text"][:1].isupper()
                     and gap < 4 * prev["size"]):
                 # another column; but an equation's number at its column's edge stays with its
                 # equation, and a section number set apart ("2.   Transactions") with its heading
@@ -257,21 +277,23 @@ def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
     return lines
 
 
-def _fold_scripts(rows: list[list[dict]]) -> list[list[dict]]:
-    """Superscripts and subscripts ("10^10", footnote marks) sit off the baseline in a smaller size:
-    they join the row of larger text whose height holds them instead of making a line of their own."""
-    def size(row):
-        return statistics.median(w["size"] for w in row)
-
-    out: list[list[dict]] = []
-    for row in rows:
-        center = statistics.median((w["top"] + w["bottom"]) / 2 for w in row)
-        host = next((r for r in (out[-1:] + out[-2:-1]) if size(row) < 0.85 * size(r)
-                     and min(w["top"] for w in r) <= center <= max(w["bottom"] for w in r)), None)
-        if host is not None and len(row) <= 3:
-            host.extend(row)
-        else:
-            out.append(row)
+def _snap_scripts(words: list[dict]) -> list[dict]:
+    """Superscripts and subscripts ("10^10", "99.9th", footnote marks) sit off the baseline in a
+    smaller size: each is put on the baseline of the larger word it follows (whose height holds it),
+    so it joins that word's line instead of making one of its own (or joining the other column's
+    line at its height). Its own bottom is kept as ``script_bottom`` for ``_joined_words``."""
+    if not words:
+        return words
+    body = statistics.median(w["size"] for w in words)
+    out = []
+    for w in words:
+        if w["size"] < 0.85 * body:
+            center = (w["top"] + w["bottom"]) / 2
+            host = next((h for h in words if w["size"] < 0.85 * h["size"] and h["top"] <= center <= h["bottom"]
+                         and -1 <= w["x0"] - h["x1"] < 0.5 * h["size"]), None)
+            if host is not None and abs(host["bottom"] - w["bottom"]) > 0.5:
+                w = dict(w, bottom=host["bottom"], top=host["bottom"] - w["size"], script_bottom=w["bottom"])
+        out.append(w)
     return out
 
 
@@ -279,10 +301,45 @@ def _line(words: list[dict], page: int) -> Line:
     n = sum(w["n_chars"] for w in words)
     return Line(page=page, x0=min(w["x0"] for w in words), top=min(w["top"] for w in words),
                 x1=max(w["x1"] for w in words), bottom=max(w["bottom"] for w in words),
-                text=" ".join(w["text"] for w in words),
+                text=_joined_words(words),
                 size=statistics.median(w["size"] for w in words),
                 bold=sum(w["bold_chars"] for w in words) >= 0.8 * n,
-                mono=sum(w["mono_chars"] for w in words) >= 0.8 * n)
+                mono=sum(w["mono_chars"] for w in words) >= 0.8 * n,
+                ocr=any(w["ocr_chars"] for w in words))
+
+
+def _joined_words(words: list[dict]) -> str:
+    """A row's words with spaces, except where a word touches the one before it in another size:
+    small capitals ("B" + "IRMAN") join; a raised smaller word is a superscript: an exponent after a
+    number ("10" + "10" -> "10^10"), an ordinal ("99.9th"), or a footnote mark after a word, which is
+    dropped (the footnote is its own block); a lowered one is a subscript ("N_proxy")."""
+    text = ""
+    prev = None
+    mark_dropped = False
+    for w in words:
+        if prev is None:
+            text = w["text"]
+        elif mark_dropped and w["text"][0] in ".,;:)" and abs(w["size"] - prev["size"]) < 0.5:
+            text += w["text"]  # "Gnutella¹," -> "Gnutella,"
+        elif w["x0"] - prev["x1"] > TOUCHING * min(w["size"], prev["size"]) or abs(w["size"] - prev["size"]) < 0.5:
+            text += " " + w["text"]
+        elif w["size"] < prev["size"] and w.get("script_bottom", w["bottom"]) < prev["bottom"] - 0.15 * prev["size"]:
+            if prev["text"][-1].isdigit() and w["text"].isdigit():
+                text += "^" + w["text"]
+            elif prev["text"][-1].isdigit() and w["text"] in ("st", "nd", "rd", "th"):
+                text += w["text"]
+            elif _FOOTNOTE_MARK.fullmatch(w["text"]) and (prev["text"][-1].isalpha() or prev["text"][-1] in ".,;:)"):
+                mark_dropped = True
+                continue  # a footnote mark: the word before it stays the word before the next one
+            else:
+                text += w["text"]
+        elif w["size"] < prev["size"] and w.get("script_bottom", w["bottom"]) > prev["bottom"] + 0.1 * prev["size"]:
+            text += "_" + w["text"]
+        else:
+            text += w["text"]
+        prev = w
+        mark_dropped = False
+    return text
 
 
 def _inside(box, region, pad: float = 1.0) -> bool:
@@ -298,33 +355,79 @@ def _overlap(a, b, pad: float = 0.0) -> bool:
 # tables and figure regions
 # ---------------------------------------------------------------------------------------------
 def _tables(page, number: int, words: list[dict]) -> list[Region]:
-    """pdfplumber's ruled tables; each cell's text is made of this module's words (its own
-    extraction joins words that are set close together)."""
+    """pdfplumber's ruled tables, the rules drawn as lines, rectangles or thin images; each cell's
+    text is made of this module's words (its own extraction joins words that are set close together)."""
     regions = []
-    for table in page.find_tables():
-        rows = []
+    # rules drawn as thin images (GFS draws every table rule as a 1-pt raster strip) are rules too
+    thin = [dict(i, object_type="rect") for i in page.images if min(i["x1"] - i["x0"], i["bottom"] - i["top"]) <= 2]
+    settings = {"explicit_horizontal_lines": [i for i in thin if i["x1"] - i["x0"] > i["bottom"] - i["top"]],
+                "explicit_vertical_lines": [i for i in thin if i["x1"] - i["x0"] <= i["bottom"] - i["top"]]}
+    for table in page.find_tables(settings if thin else None):
+        rows: list[list[list[dict]]] = []  # rows of cells of words
         for row in table.rows:
-            cells: list[list[str]] = []  # each cell's text lines
+            cells: list[list[list[dict]]] = []  # each cell's text lines, as words
             for cell in row.cells:
                 inside = [] if cell is None else [w for w in words if _inside((w["x0"], w["top"], w["x1"], w["bottom"]), cell, pad=0)]
                 lines: dict[int, list[dict]] = {}
                 for w in sorted(inside, key=lambda w: (w["bottom"], w["x0"])):
                     key = next((k for k in lines if abs(k - w["bottom"]) <= 2), round(w["bottom"]))
                     lines.setdefault(key, []).append(w)
-                cells.append([" ".join(w["text"] for w in sorted(ws, key=lambda w: w["x0"]))
-                              for _, ws in sorted(lines.items())])
+                cells.append([sorted(ws, key=lambda w: w["x0"]) for _, ws in sorted(lines.items())])
             counts = {len(c) for c in cells if c}
-            if len(counts) == 1 and (k := counts.pop()) > 1 and sum(bool(c) for c in cells) > 1:
-                # rows without their own rules: every cell holds the same number of lines
-                rows += [[c[i] if c else "" for c in cells] for i in range(k)]
+            numbers = all(any(ch.isdigit() for w in line for ch in w["text"]) for c in cells[1:] for line in c)
+            if len(counts) == 1 and (k := counts.pop()) > 1 and sum(bool(c) for c in cells) > 1 and (
+                    k >= 3 or len(table.rows) <= 2 or numbers):
+                # rows without their own rules: every cell holds the same number of lines (but two
+                # lines of words in a table that rules its rows are one cell's text, wrapped)
+                rows += [[c[i] if c else [] for c in cells] for i in range(k)]
             else:
-                rows.append([" ".join(c) for c in cells])
+                rows.append([[w for line in c for w in line] for c in cells])
         rows = [r for r in rows if any(r)]
         if len(rows) < 2 or max(len(r) for r in rows) < 2 or len(rows) * max(len(r) for r in rows) <= 4:
-            continue  # a box around text, or the boxes of a diagram: not a grid
+            continue  # a box around text, or the boxes of a diagram (a stack of them): not a grid
+        grid = [[" ".join(w["text"] for w in cell) for cell in r] for r in _split_columns(rows)]
         x0, top, x1, bottom = table.bbox
-        regions.append(Region("table", number, x0, top, x1, bottom, cells=rows))
+        regions.append(Region("table", number, x0, top, x1, bottom, cells=grid))
     return regions
+
+
+def _split_columns(rows: list[list[list[dict]]]) -> list[list[list[dict]]]:
+    """Ruled columns that hold unruled sub-columns ("Read" over "X  Y", each row "0.4  2.6") split
+    into them: where most rows hold the same number of words, one line each, with the gaps between
+    them lined up across the rows. A word over a gap (a spanning header) goes to its left part."""
+    width = max(len(r) for r in rows)
+    out = [list(r) + [[] for _ in range(width - len(r))] for r in rows]
+    j = 0
+    while j < len(out[0]):
+        bounds = _sub_column_bounds([r[j] for r in out])
+        for r in out:
+            parts: list[list[dict]] = [[] for _ in range(len(bounds) + 1)]
+            for w in r[j]:
+                parts[sum(w["x0"] > b for b in bounds)].append(w)
+            r[j:j + 1] = parts
+        j += len(bounds) + 1
+    return out
+
+
+def _sub_column_bounds(cells: list[list[dict]]) -> list[float]:
+    one_line = [sorted(c, key=lambda w: w["x0"]) for c in cells
+                if c and max(w["bottom"] for w in c) - min(w["bottom"] for w in c) < 2]
+    if len(one_line) < 3:
+        return []
+    counts = Counter(len(c) for c in one_line)
+    m, n = counts.most_common(1)[0]
+    if m < 2 or n < 0.6 * sum(1 for c in cells if c):
+        return []
+    same = [c for c in one_line if len(c) == m]
+    bounds = []
+    for i in range(m - 1):
+        lo, hi = max(c[i]["x1"] for c in same), min(c[i + 1]["x0"] for c in same)
+        if lo >= hi:
+            return []  # words that do not line up: a phrase, not columns
+        if sum(not any(ch.isdigit() for ch in c[i + 1]["text"]) for c in same) >= 0.8 * len(same):
+            return []  # "72 TB", "735 k": a number and its unit are one value
+        bounds.append((lo + hi) / 2)
+    return bounds
 
 
 def _figure_regions(page, number: int, tables: list[Region], words: list[dict]) -> list[Region]:
@@ -393,7 +496,8 @@ def _text_tables(page: PageLayout) -> None:
                 region.kind, region.cells = "table", _grid(found)
             continue
         col = _column(cap.bbox, page.gutter)
-        pool = [l for l in page.lines if l is not cap and _column(l.bbox, page.gutter) == col]
+        # a caption across both columns heads a table across both: its rows were cut at the gutter
+        pool = [l for l in page.lines if l is not cap and (col == "S" or _column(l.bbox, page.gutter) == col)]
         found = max((_table_rows(pool, cap, up) for up in (True, False)), key=len)
         if not found:
             continue
@@ -447,9 +551,9 @@ def _table_rows(pool: list[Line], cap: Line, up: bool) -> list[list[Line]]:
         gap = edge - bottom if up else top - edge
         if gap > 2.5 * cap.size or _CAPTION.match(row[0].text):
             break
-        if len(row) == 1 and (len(row[0].text.split()) >= 7 or row[0].bold or row[0].size > cap.size + 1.5
-                              or _KNOWN_SECTION.match(row[0].text)):
-            break  # prose, or the next heading
+        if all(len(l.text.split()) >= 7 for l in row) or len(row) == 1 and (
+                row[0].bold or row[0].size > cap.size + 1.5 or _KNOWN_SECTION.match(row[0].text)):
+            break  # prose (in one column or two), or the next heading
         taken.append(sorted(row, key=lambda l: l.x0))
         edge = top if up else bottom
     while taken and len(taken[-1]) == 1:
@@ -617,8 +721,9 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
 
 def join_lines(lines: list[str], hyphenated: set[str]) -> str:
     """Lines joined by spaces; a line-end hyphen before a lowercase letter is dropped ("pipe-" +
-    "line"), unless the document writes the word with the hyphen elsewhere ("two-column") or the
-    part before it already holds one ("peer-to-")."""
+    "line"), unless the document writes the word with the hyphen elsewhere ("two-column"), the
+    part before it already holds one ("peer-to-") or the part after ("proof-" + "of-work"), it
+    follows an adverb ("loosely-" + "coupled") or a number ("1000-" + "byte")."""
     text = ""
     for line in lines:
         line = line.strip()
@@ -626,11 +731,13 @@ def join_lines(lines: list[str], hyphenated: set[str]) -> str:
             text = line
             continue
         m = re.search(r"(\S+)-$", text)
-        if m and line[:1].islower() and m.group(1)[-1:].isalpha():
+        if m and line[:1].islower() and m.group(1)[-1:].isdigit():
+            text += line  # "1000-" + "byte": a number's hyphen is the compound's
+        elif m and line[:1].islower() and m.group(1)[-1:].isalpha():
             head = m.group(1)
-            tail = re.match(r"[\w'’]+", line)
-            word = f"{head}-{tail.group(0) if tail else ''}".lower().strip(".,;:()[]")
-            if "-" in head or word in hyphenated:
+            tail = re.match(r"[\w'’-]+", line)
+            word = f"{head}-{tail.group(0) if tail else ''}".lower().strip(".,;:()[]-")
+            if "-" in head or word in hyphenated or (tail and "-" in tail.group(0).strip("-")) or head.endswith("ly"):
                 text += line
             else:
                 text = text[:-1] + line
@@ -642,19 +749,32 @@ def join_lines(lines: list[str], hyphenated: set[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # the whole paper
 # ---------------------------------------------------------------------------------------------
-def layout_pages(pdf) -> list[PageLayout]:
+def layout_pages(pdf, renderer: ocr.PageRenderer) -> list[PageLayout]:
+    glyph_names = GlyphNames()  # fonts are shared by pages: each is read once
     pages = []
     for number, page in enumerate(pdf.pages, start=1):
         try:
-            pages.append(_layout_page(page, number))
+            pages.append(_layout_page(page, number, glyph_names, renderer))
         finally:
             page.close()  # its parsed objects and caches: a 300-page paper held 3.27 GB without this
     return pages
 
 
-def _layout_page(page, number: int) -> PageLayout:
+def _layout_page(page, number: int, glyph_names: GlyphNames, renderer: ocr.PageRenderer) -> PageLayout:
     chars = _repaired_chars(_deduped(page.chars))
-    words = _words(chars)
+    if _scanned(page, chars):
+        words = ocr.page_words(renderer.render(number))
+        layout = _page_of_words(page, number, words)
+        layout.ocr_page = True
+        return layout
+    chars, read, unread = _named_glyphs(
+        chars, page, glyph_names, lambda box: ocr.read_line(renderer.render(number, _padded(box, 2.0))))
+    layout = _page_of_words(page, number, _words(chars))
+    layout.glyphs_read, layout.glyphs_unread = read, unread
+    return layout
+
+
+def _page_of_words(page, number: int, words: list[dict]) -> PageLayout:
     tables = _tables(page, number, words)
     figures = _figure_regions(page, number, tables, words)
 
@@ -666,7 +786,110 @@ def _layout_page(page, number: int) -> PageLayout:
     flow = [w for w in words if not any(within(w, r) for r in (*tables, *figures))]
     lines = _absorb_labels(_fragments(flow, number, float(page.width)), figures)
     return PageLayout(number, float(page.width), float(page.height), lines, [*tables, *figures],
-                      has_text=bool(chars))
+                      has_text=bool(words))
+
+
+def _scanned(page, chars: list[dict]) -> bool:
+    """A page to read by OCR: no text layer at all, or an image over half the page with only a stamp
+    of text (a scanner's or a repository's line) beside it."""
+    if not chars:
+        return True
+    area = float(page.width * page.height)
+    covered = sum((min(i["x1"], page.width) - max(i["x0"], 0)) * (min(i["bottom"], page.height) - max(i["top"], 0))
+                  for i in page.images)
+    return covered > 0.5 * area and sum(not c["text"].isspace() for c in chars) < SCAN_STAMP_CHARS
+
+
+def _named_glyphs(chars: list[dict], page, glyph_names: GlyphNames, read_box) -> tuple[list[dict], int, int]:
+    """Characters reported as "(cid:N)" get their text: from the font program's glyph names where it
+    has them (ligatures, quotes and dashes of a font without a Unicode map), else by OCR of the glyphs
+    with the rest of their word, which tesseract reads far better than a lone glyph; a glyph's reading
+    is learned per font and code once two readings agree, so each is OCRed a few times per paper. A
+    glyph neither reads is dropped and counted: "(cid:N)" never reaches a block. Returns the
+    characters, the glyphs read and the glyphs unread."""
+    out: list[dict] = []
+    runs: list[list[dict]] = []
+    read = 0
+    for c in chars:
+        m = CID.match(c["text"])
+        if m is None:
+            out.append(c)
+            continue
+        c = dict(c, code=(c["fontname"], int(m[1])))
+        text = glyph_names.text(page, c["fontname"], int(m[1]))
+        if text is not None:
+            out.append(dict(c, text=text))
+            read += 1
+        elif runs and _adjacent(runs[-1][-1], c):
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    if not runs:
+        return out, read, 0
+    unread = 0
+    lines: dict[int, list[dict]] = {}
+    for c in out:
+        lines.setdefault(round(c["bottom"]), []).append(c)
+    for run in runs:
+        known = [glyph_names.learned(c["code"]) for c in run]
+        text = "".join(k or "" for k in known)
+        if None in known:
+            left, right = _word_around(run, lines)
+            seen = read_box(_bbox([*left, *run, *right]))
+            prefix, suffix = "".join(c["text"] for c in left), "".join(c["text"] for c in right)
+            squeezed = seen.replace(" ", "") if (left or right) else seen
+            if squeezed.startswith(prefix) and squeezed.endswith(suffix) and len(squeezed) > len(prefix) + len(suffix):
+                text = squeezed[len(prefix):len(squeezed) - len(suffix)]
+            else:
+                text = ""
+            if len(run) == 1:
+                glyph_names.vote(run[0]["code"], text)  # "" too: a glyph OCR cannot read is not tried forever
+        if not text.strip():
+            unread += len(run)
+            continue
+        read += len(run)
+        box = _bbox(run)
+        words = text.split()
+        unit = (box[2] - box[0]) / (sum(map(len, words)) + len(words) - 1)
+        x = box[0]
+        for word in words:  # one character per word read, placed in proportion to its length
+            out.append(dict(run[0], text=word, x0=x, x1=x + unit * len(word), ocr=True))
+            x += unit * (len(word) + 1)
+    return out, read, unread
+
+
+def _padded(box: tuple[float, float, float, float], pad: float) -> tuple[float, float, float, float]:
+    return (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
+
+
+def _adjacent(a: dict, b: dict) -> bool:
+    return abs(a["bottom"] - b["bottom"]) < 2 and -0.1 * b["size"] <= b["x0"] - a["x1"] < 0.5 * b["size"]
+
+
+def _word_around(run: list[dict], lines: dict[int, list[dict]]) -> tuple[list[dict], list[dict]]:
+    """The characters of the run's word on either side of it (no gap wider than a letter space)."""
+    row = sorted((c for k in (round(run[0]["bottom"]) + d for d in (-1, 0, 1)) for c in lines.get(k, ())),
+                 key=lambda c: c["x0"])
+    left: list[dict] = []
+    edge = run[0]
+    for c in reversed([c for c in row if c["x1"] <= edge["x0"] + 0.5]):
+        if edge["x0"] - c["x1"] > WORD_GAP_RATIO * c["size"] or c["text"].isspace():
+            break
+        left.insert(0, c)
+        edge = c
+    right: list[dict] = []
+    edge = run[-1]
+    for c in [c for c in row if c["x0"] >= edge["x1"] - 0.5]:
+        if c["x0"] - edge["x1"] > WORD_GAP_RATIO * c["size"] or c["text"].isspace():
+            break
+        right.append(c)
+        edge = c
+    return left, right
+
+
+def _bbox(chars: list[dict]) -> tuple[float, float, float, float]:
+    return (min(c["x0"] for c in chars), min(c["top"] for c in chars), max(c["x1"] for c in chars),
+            max(c["bottom"] for c in chars))
 
 
 def _absorb_labels(lines: list[Line], figures: list[Region]) -> list[Line]:
@@ -747,6 +970,46 @@ def _classify(items: list[Paragraph | Region], body: float, hyphenated: set[str]
                 continue
         out.append(p)
     return out
+
+
+def _mark_footnotes(items: list[Paragraph | Region], body: float, pages: list[PageLayout]) -> None:
+    """Footnotes: smaller than the body text, in the bottom quarter of the page, below everything
+    else in their column. They stay blocks of their own (kind ``footnote``), out of the sentences
+    they interrupt."""
+    paragraphs = [p for p in items if isinstance(p, Paragraph)]
+    for p in paragraphs:
+        if p.kind != "paragraph" or p.size > body - 1 or p.bbox[1] < 0.75 * pages[p.page - 1].height:
+            continue
+        col = p.lines[0].col
+        if not any(q is not p and q.page == p.page and q.lines[0].col == col and q.bbox[1] > p.bbox[3]
+                   for q in paragraphs):
+            p.kind = "footnote"
+
+
+def _join_continued(items: list[Paragraph | Region], hyphenated: set[str]) -> list[Paragraph | Region]:
+    """A paragraph cut by a column or page break is one paragraph: when one ends without closing its
+    sentence and the next text after the break (past figures, tables, captions and footnotes, which float)
+    starts in lowercase, the two join, and the floats follow the whole paragraph. A sentence is
+    never split by a caption or a page number."""
+    out: list[Paragraph | Region] = []
+    open_par: Paragraph | None = None  # the last paragraph, while only floats came after it
+    for item in items:
+        if isinstance(item, Region) or item.kind in ("figure_caption", "table_caption", "footnote"):
+            out.append(item)
+            continue
+        if (open_par is not None and item.kind == "paragraph" and _break_between(open_par.lines[-1], item.lines[0])
+                and not re.search(r"[.!?:]['’”)]*$", open_par.text) and re.match(r"[a-z(]", item.text)):
+            open_par.lines += item.lines
+            open_par.text = join_lines([open_par.text, item.text], hyphenated)
+            continue
+        open_par = item if item.kind == "paragraph" else None
+        out.append(item)
+    return out
+
+
+def _break_between(a: Line, b: Line) -> bool:
+    """``b`` starts another column or page than the one ``a`` ends."""
+    return a.page != b.page or (a.col != b.col and b.top < a.top)
 
 
 def _is_heading(p: Paragraph, body: float, fonts_known: bool = True) -> bool:
@@ -832,18 +1095,48 @@ def _captioned_by_another(region: Region, caption: Paragraph, paragraphs: list[P
     return False
 
 
-def _split_references(p: Paragraph, hyphenated: set[str]) -> list[Paragraph]:
-    """A references paragraph as one entry per "[1] ..." / "1. ..." start (or as it is)."""
+def _split_references(paragraphs: list[Paragraph], hyphenated: set[str]) -> list[Paragraph]:
+    """The references section as one entry each. Entries start at "[1]" / "1." / "[Knu84]" where the
+    section numbers them; else at the hanging indent (an entry's first line at its column's left edge,
+    the next lines indented), else paragraph by paragraph. The section's paragraphs are split together:
+    a hanging indent also breaks paragraphs, and an entry runs on over a column or page break."""
+    lines = _labels_joined([line for p in paragraphs for line in p.lines])
+    if not lines:
+        return []
+    if sum(bool(_REF_START.match(l.text.strip())) for l in lines) >= 2:
+        starts = [i == 0 or bool(_REF_START.match(l.text.strip())) for i, l in enumerate(lines)]
+    else:
+        lefts: dict[tuple[int, str], float] = {}
+        for l in lines:
+            lefts[(l.page, l.col)] = min(lefts.get((l.page, l.col), l.x0), l.x0)
+        at_left = [l.x0 - lefts[(l.page, l.col)] < 0.5 * l.size for l in lines]
+        if sum(not a for a in at_left) >= len(lines) // 4:  # enough indented lines: a hanging indent
+            starts = [i == 0 or a for i, a in enumerate(at_left)]
+        else:
+            firsts = {id(p.lines[0]) for p in paragraphs}
+            starts = [id(l) in firsts for l in lines]
     entries: list[list[Line]] = []
-    for line in p.lines:
-        if _REF_START.match(line.text.strip()) or not entries:
+    for line, start in zip(lines, starts):
+        if start or not entries:
             entries.append([line])
         else:
             entries[-1].append(line)
-    out = []
-    for lines in entries:
-        out.append(Paragraph(lines, kind="reference", text=join_lines([l.text for l in lines], hyphenated)))
-    return out
+    return [Paragraph(e, kind="reference", text=join_lines([l.text for l in e], hyphenated)) for e in entries]
+
+
+def _labels_joined(lines: list[Line]) -> list[Line]:
+    """Entry labels set in a column of their own ("[Kle98]" left of its entry, read as another
+    column) go back to the start of the line beside them."""
+    labels = [l for l in lines if _REF_LABEL.fullmatch(l.text.strip())]
+    taken: set[int] = set()
+    for label in labels:
+        beside = [l for l in lines if l is not label and l.page == label.page and abs(l.top - label.top) < 2
+                  and l.x0 > label.x1 and id(l) not in taken and not _REF_LABEL.fullmatch(l.text.strip())]
+        if beside:
+            line = min(beside, key=lambda l: l.x0)
+            line.text, line.x0 = f"{label.text.strip()} {line.text}", label.x0
+            taken.add(id(label))
+    return [l for l in lines if id(l) not in taken]
 
 
 def markdown_table(cells: list[list[str]]) -> str:
@@ -865,20 +1158,24 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
     ``section_path``, ``page``, ``bbox`` [x0, top, x1, bottom] in PDF points from the top-left,
     ``text``, ``table_cells``, ``label``, ``figure_bbox``). Raises BadPDF."""
     pdf = open_pdf(data, name)
+    renderer = ocr.PageRenderer(data)
     try:
         try:
-            pages = layout_pages(pdf)
+            pages = layout_pages(pdf, renderer)
             metadata_title = (pdf.metadata or {}).get("Title")
         except BadPDF:
             raise
+        except OCRUnavailable as exc:  # a page needs OCR and this machine has none: say how to fix it
+            raise BadPDF("ocr_unavailable", name, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a broken content stream fails this file alone
             raise BadPDF("unreadable_pdf", name, f"{type(exc).__name__}: {exc}") from None
     finally:
+        renderer.close()
         pdf.close()
     without_text = [p.number for p in pages if not p.has_text]
     if len(without_text) == len(pages):
-        raise BadPDF("no_text_layer", name, f"none of its {len(pages)} page(s) has a text layer (scanned images?); "
-                     "OCR is not part of this method")
+        raise BadPDF("no_text_layer", name, f"none of its {len(pages)} page(s) has a text layer, and OCR read "
+                     "no text on them")
     removed = _remove_running_lines(pages)
 
     for page in pages:
@@ -899,6 +1196,8 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
                   if re.fullmatch(r"[A-Za-z]+(-[A-Za-z]+)+[.,;:)]*", w)}
     body = _body_size(paragraphs)
     items = _classify(items, body, hyphenated)
+    _mark_footnotes(items, body, pages)
+    items = _join_continued(items, hyphenated)
     paragraphs = [i for i in items if isinstance(i, Paragraph)]
 
     # the title: the largest text in the top 40 % of page 1, clearly above the body size
@@ -926,9 +1225,18 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
     blocks: list[Paragraph | Region] = []
     stack: list[tuple[int, str]] = []
     in_refs: int | None = None
+    references: list[Paragraph] = []  # the section's paragraphs: an entry's hanging indent splits them
+
+    def close_references() -> None:
+        for ref in _split_references(references, hyphenated):
+            ref.section_path = references[0].section_path
+            blocks.append(ref)
+        references.clear()
+
     for item in items:
         if isinstance(item, Region):
             if item.kind == "table":
+                close_references()
                 blocks.append(item)
                 item.section_path = [t for _, t in stack]
             continue  # figure regions live on in their captions
@@ -941,6 +1249,7 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
             if in_refs is not None and level > in_refs:
                 p.kind = "paragraph"  # bold text inside the references is no section
             else:
+                close_references()
                 stack = [(lv, t) for lv, t in stack if lv < level] + [(level, p.text)]
                 in_refs = level if _REFERENCES.match(p.text.strip()) else None
                 p.section_path = [t for _, t in stack]
@@ -948,11 +1257,10 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
                 continue
         p.section_path = [t for _, t in stack]
         if in_refs is not None:
-            for ref in _split_references(p, hyphenated):
-                ref.section_path = p.section_path
-                blocks.append(ref)
+            references.append(p)
             continue
         blocks.append(p)
+    close_references()
 
     # a table caption becomes the caption of its table; one without a ruled table stays a block
     for p in [b for b in blocks if isinstance(b, Paragraph) and b.kind == "table_caption"]:
@@ -972,7 +1280,9 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
             row |= {"kind": "table", "bbox": _box(bbox), "label": b.label,
                     "text": ((caption + "\n\n") if caption else "") + markdown_table(b.cells),
                     "table_cells": json.dumps(b.cells, ensure_ascii=False), "caption": caption}
+            row["text_source"] = _text_source(b.lines, pages[b.page - 1])
         else:
+            row["text_source"] = _text_source(b.lines, pages[b.page - 1])
             row |= {"kind": b.kind, "bbox": _box(b.bbox), "text": b.text, "label": b.label, "level": b.level,
                     "caption": b.text if b.kind in ("figure_caption", "table") and b.label else None}
             if b.kind == "figure_caption" and b.region is not None:
@@ -1005,8 +1315,18 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
         b["section_path"] = ["Front matter"]
     return {"paper_id": paper_id, "title": title, "authors": authors, "abstract": abstract, "n_pages": len(pages),
             "pages_without_text": without_text, "running_lines_removed": removed,
+            "ocr_pages": [p.number for p in pages if p.ocr_page],
+            "glyphs_read": sum(p.glyphs_read for p in pages), "glyphs_unread": sum(p.glyphs_unread for p in pages),
             "two_column_pages": [p.number for p in pages if p.gutter is not None],
             "page_sizes": [[p.width, p.height] for p in pages], "blocks": out}
+
+
+def _text_source(lines: list[Line], page: PageLayout) -> str:
+    """How a block's text was obtained: ``ocr`` (a page without a text layer), ``text_layer+ocr``
+    (glyphs without a mapping read from their pixels), or ``text_layer``."""
+    if page.ocr_page:
+        return "ocr"
+    return "text_layer+ocr" if any(l.ocr for l in lines) else "text_layer"
 
 
 def _union(a, b):

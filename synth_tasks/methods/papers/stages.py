@@ -75,9 +75,14 @@ def extract_papers(run: StageRun[PapersConfig], files: list[str]) -> None:
             run.counts[f"blocks_{kind}"] += n
         run.counts["pages"] += paper["n_pages"]
         run.counts["pages_without_text"] += len(paper["pages_without_text"])
+        run.counts["pages_ocr"] += len(paper["ocr_pages"])
+        run.counts["glyphs_unread"] += paper["glyphs_unread"]
         if paper["pages_without_text"]:
-            log.warning("%s: pages %s have no text layer (scans?): nothing is read from them", url,
+            log.warning("%s: pages %s have no text layer and OCR read nothing on them", url,
                         paper["pages_without_text"])
+        if paper["glyphs_unread"]:
+            log.warning("%s: %d glyphs without a text mapping could not be read (left out of the text)", url,
+                        paper["glyphs_unread"])
         blocks = paper.pop("blocks")
         run.kept(url, paper | {"id": paper["paper_id"], "source_file": url, "blocks": json.dumps(blocks, ensure_ascii=False),
                                "page_sizes": json.dumps(paper["page_sizes"]),
@@ -150,7 +155,7 @@ def describe(run: StageRun[PapersConfig], papers: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # publish (the Asset papers/extracted)
 # --------------------------------------------------------------------------------------------
-BLOCK_COLUMNS = ("paper_id", "block_id", "kind", "level", "section_path", "page", "bbox", "text", "table_cells",
+BLOCK_COLUMNS = ("paper_id", "block_id", "kind", "level", "section_path", "page", "bbox", "text", "text_source", "table_cells",
                  "label", "caption", "figure_bbox", "figure_image", "figure_description")
 
 
@@ -162,15 +167,16 @@ def block_rows(paper_id: str, blocks: list[dict], images: dict[str, str]) -> lis
 
 def publish(run: StageRun[PapersConfig], papers: list[dict]) -> None:
     """Publish each paper's extraction where other DAGs read it (the Airflow Asset papers/extracted):
-    publish/{paper_id}/papers.parquet (one row per block: kind, section path, page, bbox, text,
-    table cells as JSON, figure region and image), paper.md (one markdown rendering) and
+    publish/{paper_id}/papers.parquet (one row per block: kind, section path, page, bbox, text and
+    how it was obtained (text_source), table cells as JSON, figure region and image), paper.md (one markdown rendering) and
     figures/{block_id}.png."""
     import pyarrow as pa
 
     store, root = run.store, run.layout.stage_dir(run.stage.name)
     schema = pa.schema([("paper_id", pa.string()), ("block_id", pa.string()), ("kind", pa.string()),
                         ("level", pa.int32()), ("section_path", pa.list_(pa.string())), ("page", pa.int32()),
-                        ("bbox", pa.list_(pa.float64())), ("text", pa.string()), ("table_cells", pa.string()),
+                        ("bbox", pa.list_(pa.float64())), ("text", pa.string()), ("text_source", pa.string()),
+                        ("table_cells", pa.string()),
                         ("label", pa.string()), ("caption", pa.string()), ("figure_bbox", pa.list_(pa.float64())),
                         ("figure_image", pa.string()), ("figure_description", pa.string())])
     for p in papers:

@@ -61,7 +61,7 @@ def test_bad_pdfs_each_fail_alone_naming_file_and_reason_and_the_good_paper_fini
     for name, kind in (("locked.pdf", "encrypted"), ("page.pdf", "not_a_pdf"), ("cut.pdf", "truncated"),
                        ("scan.pdf", "no_text_layer"), ("empty.pdf", "no_pages")):
         assert ledger[name]["outcome"] == "failed" and ledger[name]["error"].startswith(f"{kind}: file://{folder}/{name}: ")
-    assert "OCR is not part of this method" in ledger["scan.pdf"]["error"]
+    assert "OCR read no text on them" in ledger["scan.pdf"]["error"]
     assert ledger["good.pdf"]["outcome"] == "kept"
     final = [json.loads(line) for k in ("train_jsonl", "validation_jsonl")
              for line in layout.store.read_bytes(results["export"][k]).decode().splitlines()]

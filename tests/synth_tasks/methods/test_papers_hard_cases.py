@@ -1,0 +1,146 @@
+"""The extractor on the hard cases (papers_hard_pdfs): a scanned page read by OCR, glyphs without a
+text mapping named by their font or read by OCR, a full-width table across two columns, a table ruled
+with raster strips below a figure, a diagram that is no table, and the structure of running text
+(a paragraph over a column break, superscripts, a footnote, a number's hyphen, references set with a
+hanging indent). Tesseract is a system dependency (`make system-deps`)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+import pytest
+
+from synth_tasks.methods.papers import ocr
+from synth_tasks.methods.papers.extract import BadPDF, extract_paper, join_lines
+from synth_tasks.methods.papers.glyphs import name_to_text
+from tests.synth_tasks.methods import papers_hard_pdfs as hard
+
+
+def _blocks(paper, kind: str | None = None) -> list[dict]:
+    return [b for b in paper["blocks"] if kind is None or b["kind"] == kind]
+
+
+def _word_accuracy(read: str, expected: str) -> float:
+    return difflib.SequenceMatcher(None, read.split(), expected.split()).ratio()
+
+
+def test_a_page_without_a_text_layer_is_read_by_ocr_and_only_that_page():
+    paper = extract_paper(hard.scanned_and_text_pdf(), "mixed.pdf", "mixed")
+    assert paper["ocr_pages"] == [2] and paper["pages_without_text"] == []
+    page1, page2 = ([b for b in paper["blocks"] if b["page"] == n] for n in (1, 2))
+    assert {b["text_source"] for b in page1} == {"text_layer"}
+    assert {b["text_source"] for b in page2} == {"ocr"}
+    assert [b["text"] for b in page1 if b["kind"] == "paragraph"] == [hard.TEXT_PAGE_PARAGRAPH]
+    headings = [b["text"] for b in page2 if b["kind"] == "heading"]
+    assert headings == [hard.SCANNED_HEADING]
+    paragraphs = [b["text"] for b in page2 if b["kind"] == "paragraph"]
+    assert len(paragraphs) == len(hard.SCANNED_PARAGRAPHS)
+    for read, expected in zip(paragraphs, hard.SCANNED_PARAGRAPHS):
+        assert _word_accuracy(read, expected) >= 0.95, (read, expected)
+
+
+def test_a_scan_alone_is_a_paper_now_and_the_reason_stays_for_pages_ocr_cannot_read():
+    paper = extract_paper(hard.scanned_page_pdf(), "scan.pdf", "scan")
+    assert paper["ocr_pages"] == [1] and _blocks(paper, "paragraph")
+
+
+def test_without_tesseract_a_scan_fails_saying_how_to_install_it(monkeypatch):
+    import pytesseract
+
+    def missing():
+        raise pytesseract.TesseractNotFoundError()
+
+    ocr.tesseract_version.cache_clear()
+    monkeypatch.setattr(pytesseract, "get_tesseract_version", missing)
+    try:
+        with pytest.raises(BadPDF) as err:
+            extract_paper(hard.scanned_page_pdf(), "scan.pdf", "scan")
+    finally:
+        ocr.tesseract_version.cache_clear()
+    assert err.value.kind == "ocr_unavailable" and "make system-deps" in str(err.value)
+
+
+def test_glyphs_without_a_unicode_map_are_read_by_ocr_and_never_reach_a_block():
+    paper = extract_paper(hard.unmapped_glyphs_pdf(), "cid.pdf", "cid")
+    assert not any("(cid:" in b["text"] for b in paper["blocks"])
+    headings = _blocks(paper, "heading")
+    assert [b["text"] for b in headings] == hard.UNMAPPED_HEADINGS
+    assert {b["text_source"] for b in headings} == {"text_layer+ocr"}
+    assert paper["glyphs_unread"] == 0 and paper["glyphs_read"] > 0
+    assert [b["text"] for b in _blocks(paper, "paragraph")][1:] == hard.UNMAPPED_BODY  # after the header
+
+
+def test_ligatures_without_a_unicode_map_are_named_by_the_fonts_glyph_names():
+    paper = extract_paper(hard.ligature_pdf(whole_font=True), "lig.pdf", "lig")
+    body = " ".join(b["text"] for b in _blocks(paper, "paragraph")[1:])
+    assert body == " ".join(hard.LIGATURE_PARAGRAPHS)
+    assert {b["text_source"] for b in paper["blocks"]} == {"text_layer"}  # no OCR was needed
+
+
+@pytest.mark.parametrize("name, text", [("fi", "fi"), ("uniFB00", "ff"), ("ffi", "ffi"), ("quotedblleft", "“"),
+                                        (".notdef", None), ("g123", None), ("uniE000", None)])
+def test_glyph_names_become_text_by_the_adobe_glyph_list(name, text):
+    assert name_to_text(name) == text
+
+
+def test_a_full_width_table_on_a_two_column_page_is_one_grid_and_the_columns_stay_whole():
+    paper = extract_paper(hard.full_width_table_paper(), "wide.pdf", "wide")
+    (table,) = _blocks(paper, "table")
+    assert json.loads(table["table_cells"]) == hard.FULL_WIDTH_TABLE
+    assert table["caption"] == hard.FULL_WIDTH_CAPTION
+    paragraphs = [b["text"] for b in _blocks(paper, "paragraph")][1:]  # after the running header
+    assert paragraphs == hard.FULL_WIDTH_PARAGRAPHS
+    cells = {c for row in hard.FULL_WIDTH_TABLE[1:] for c in row}
+    assert not [b for b in paper["blocks"] if b["kind"] != "table" and b["text"] in cells]
+
+
+def test_a_table_ruled_with_images_below_a_figure_is_a_grid_and_not_part_of_the_figure():
+    paper = extract_paper(hard.image_ruled_table_pdf(), "ruled.pdf", "ruled")
+    (table,) = _blocks(paper, "table")
+    assert json.loads(table["table_cells"]) == hard.IMAGE_RULED_TABLE
+    assert table["caption"] == hard.IMAGE_RULED_CAPTION
+    (figure,) = _blocks(paper, "figure_caption")
+    assert figure["text"] == hard.FIGURE_CAPTION and figure["figure_bbox"][3] <= table["bbox"][1]
+
+
+def test_a_diagram_is_a_figure_not_a_table():
+    paper = extract_paper(hard.diagram_pdf(), "diagram.pdf", "diagram")
+    assert not _blocks(paper, "table")
+    assert [b["text"] for b in _blocks(paper, "figure_caption")] == [hard.DIAGRAM_CAPTION]
+    text = " ".join(b["text"] for b in _blocks(paper, "paragraph"))
+    assert not [label for label in hard.DIAGRAM_LABELS if f" {label} " in f" {text} "]
+
+
+@pytest.fixture(scope="module")
+def structure():
+    return extract_paper(hard.structure_pdf(), "structure.pdf", "structure")
+
+
+def test_a_paragraph_over_a_column_break_is_whole_with_its_superscript_and_hyphens(structure):
+    paragraphs = [b["text"] for b in _blocks(structure, "paragraph")]
+    assert hard.STRUCTURE_PARAGRAPH in paragraphs
+    assert hard.STRUCTURE_MARKED_TEXT in paragraphs  # the footnote mark after "file" is dropped
+
+
+def test_a_footnote_is_its_own_block_out_of_the_running_text(structure):
+    (footnote,) = _blocks(structure, "footnote")
+    assert footnote["text"] == hard.STRUCTURE_FOOTNOTE[2:]
+    assert not [b for b in _blocks(structure, "paragraph") if footnote["text"] in b["text"]]
+
+
+def test_references_set_with_a_hanging_indent_are_one_entry_each(structure):
+    refs = [b["text"] for b in _blocks(structure, "reference")]
+    assert refs == [join_lines(e, {"loosely-coupled"}) for e in hard.STRUCTURE_REFERENCES]
+    assert refs[0].startswith("Burrows, M. The Chubby lock service for loosely-coupled distributed")
+    assert "ACM Transactions on Computer Systems" in refs[2]
+
+
+@pytest.mark.parametrize("lines, joined", [
+    (["a record of 1000-", "byte blocks"], "a record of 1000-byte blocks"),
+    (["the next proof-", "of-work is found"], "the next proof-of-work is found"),
+    (["for loosely-", "coupled systems"], "for loosely-coupled systems"),
+    (["the extraction pipe-", "line reads"], "the extraction pipeline reads"),
+])
+def test_line_end_hyphens(lines, joined):
+    assert join_lines(lines, set()) == joined
