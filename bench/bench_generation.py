@@ -219,6 +219,13 @@ def at_once(a: Callable[[], dict], b: Callable[[], dict]) -> tuple[dict, dict, f
     """Run ``a`` and ``b`` at the same time, each in its own thread (each with its own event loop),
     started together; each result gets its thread's CPU seconds (time.thread_time) and wall seconds.
     Also returns the share of the longer side's wall time during which both ran."""
+    # Every module a side imports is imported before the threads start: two threads importing httpx
+    # at once left one with a partially initialised module (AttributeError in the warm-up round).
+    import httpx  # noqa: F401
+    import openai  # noqa: F401
+
+    import synth_tasks.llm.client  # noqa: F401
+
     gc.collect()  # no garbage of the pair before is collected on this pair's time
     start = threading.Barrier(2)
     out: dict[str, dict] = {}
