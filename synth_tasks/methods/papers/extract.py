@@ -749,7 +749,7 @@ def join_lines(lines: list[str], hyphenated: set[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # the whole paper
 # ---------------------------------------------------------------------------------------------
-def layout_pages(pdf, renderer: ocr.PageRenderer) -> list[PageLayout]:
+def layout_pages(pdf, renderer: PageRenderer) -> list[PageLayout]:
     glyph_names = GlyphNames()  # fonts are shared by pages: each is read once
     pages = []
     for number, page in enumerate(pdf.pages, start=1):
@@ -760,7 +760,7 @@ def layout_pages(pdf, renderer: ocr.PageRenderer) -> list[PageLayout]:
     return pages
 
 
-def _layout_page(page, number: int, glyph_names: GlyphNames, renderer: ocr.PageRenderer) -> PageLayout:
+def _layout_page(page, number: int, glyph_names: GlyphNames, renderer: PageRenderer) -> PageLayout:
     chars = _repaired_chars(_deduped(page.chars))
     if _scanned(page, chars):
         words = ocr.page_words(renderer.render(number))
@@ -1158,7 +1158,7 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
     ``section_path``, ``page``, ``bbox`` [x0, top, x1, bottom] in PDF points from the top-left,
     ``text``, ``table_cells``, ``label``, ``figure_bbox``). Raises BadPDF."""
     pdf = open_pdf(data, name)
-    renderer = ocr.PageRenderer(data)
+    renderer = PageRenderer(data)
     try:
         try:
             pages = layout_pages(pdf, renderer)
@@ -1344,29 +1344,58 @@ def _metadata_title(title) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # figures and markdown
 # ---------------------------------------------------------------------------------------------
-def render_figures(data: bytes, figures: list[dict], dpi: int = 110) -> dict[str, bytes]:
-    """PNG crops of figure regions ({block_id: png}), rendered with pypdfium2. ``figures``: blocks
-    with ``page`` and ``figure_bbox``."""
-    import pypdfium2 as pdfium
+class PageRenderer:
+    """A paper's pages, or boxes of them, as images (for OCR and figure crops): one pypdfium2
+    document, opened on the first page that needs pixels and closed with the paper (pdfplumber's
+    ``page.to_image`` loads the whole file into pdfium again for every page it renders). A run of
+    glyphs renders only its box: a few kilobytes where a whole page at 300 dpi is 8 MB."""
 
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._doc = None
+
+    def render(self, number: int, box: tuple[float, float, float, float] | None = None,
+               dpi: int = ocr.OCR_DPI, grayscale: bool = True):
+        """Page ``number`` (1-based), or only ``box`` of it ([x0, top, x1, bottom] in PDF points from
+        the top left, clipped to the page), at ``dpi``, as a PIL image."""
+        import pypdfium2 as pdfium
+
+        if self._doc is None:
+            self._doc = pdfium.PdfDocument(self._data)
+        page = self._doc[number - 1]
+        crop = (0, 0, 0, 0)
+        if box is not None:  # pdfium crops by the margins cut from each edge, from the bottom left
+            width, height = page.get_size()
+            crop = (max(0, box[0]), max(0, height - box[3]), max(0, width - box[2]), max(0, box[1]))
+        bitmap = page.render(scale=dpi / 72, grayscale=grayscale, crop=crop)
+        try:
+            image = bitmap.to_pil()
+            return image.convert("L") if grayscale else image.copy()  # a copy: the bitmap's memory goes back now
+        finally:
+            bitmap.close()
+            page.close()
+
+    def close(self) -> None:
+        if self._doc is not None:
+            self._doc.close()
+            self._doc = None
+
+
+def render_figures(data: bytes, figures: list[dict], dpi: int = 110) -> dict[str, bytes]:
+    """PNG crops of figure regions ({block_id: png}), 4 pt of margin around each. ``figures``: blocks
+    with ``page`` and ``figure_bbox``."""
     pngs: dict[str, bytes] = {}
     if not figures:
         return pngs
-    doc = pdfium.PdfDocument(data)
+    renderer = PageRenderer(data)
     try:
         for f in figures:
-            page = doc[f["page"] - 1]
-            width, height = page.get_size()
-            x0, top, x1, bottom = f["figure_bbox"]
-            pad = 4
-            crop = (max(0, x0 - pad), max(0, height - bottom - pad), max(0, width - x1 - pad), max(0, top - pad))
-            image = page.render(scale=dpi / 72, crop=crop).to_pil()
+            image = renderer.render(f["page"], _padded(f["figure_bbox"], 4), dpi=dpi, grayscale=False)
             buf = io.BytesIO()
             image.save(buf, format="PNG", optimize=True)
             pngs[f["block_id"]] = buf.getvalue()
-            page.close()
     finally:
-        doc.close()
+        renderer.close()
     return pngs
 
 

@@ -3,11 +3,11 @@
 Two cases reach here: a scanned page (an image and no text), and glyphs drawn without a text mapping
 that neither the font's Unicode map nor its glyph names could name (``glyphs.py``), which pdfminer
 reports as "(cid:N)". Tesseract 5 (Apache-2.0, Debian's ``tesseract-ocr`` with its English data,
-installed by ``make system-deps``) is driven through pytesseract; it needs no model download. The page
-is rendered with pypdfium2 (pdfplumber's renderer). Every word read here is marked so its block can
-say how its text was obtained (``text_source``).
+installed by ``make system-deps``) is driven through pytesseract; it needs no model download. The
+images come from ``extract.PageRenderer``. Every word read here is marked so its block can say how
+its text was obtained (``text_source``).
 
-pytesseract and the renderer are imported inside the functions: the DAG file imports this package.
+pytesseract is imported inside the functions: the DAG file imports this package.
 """
 
 from __future__ import annotations
@@ -38,42 +38,6 @@ def tesseract_version() -> str:
                              "tesseract-ocr-eng)") from None
 
 
-class PageRenderer:
-    """A paper's pages, or boxes of them, as greyscale images for OCR: one pypdfium2 document, opened
-    on the first page that needs pixels and closed with the paper (pdfplumber's ``page.to_image``
-    loads the whole file into pdfium again for every page it renders). A run of glyphs renders only
-    its box: a few kilobytes where a whole page at 300 dpi is 8 MB."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._doc = None
-
-    def render(self, number: int, box: tuple[float, float, float, float] | None = None, dpi: int = OCR_DPI):
-        """Page ``number`` (1-based), or only ``box`` of it ([x0, top, x1, bottom] in PDF points from
-        the top left), at ``dpi``; raises OCRUnavailable first when tesseract is missing."""
-        import pypdfium2 as pdfium
-
-        tesseract_version()
-        if self._doc is None:
-            self._doc = pdfium.PdfDocument(self._data)
-        page = self._doc[number - 1]
-        crop = (0, 0, 0, 0)
-        if box is not None:  # pdfium crops by the margins cut from each edge, from the bottom left
-            width, height = page.get_size()
-            crop = (max(0.0, box[0]), max(0.0, height - box[3]), max(0.0, width - box[2]), max(0.0, box[1]))
-        bitmap = page.render(scale=dpi / 72, grayscale=True, crop=crop)
-        try:
-            return bitmap.to_pil().convert("L")  # a copy: the bitmap's memory goes back now
-        finally:
-            bitmap.close()
-            page.close()
-
-    def close(self) -> None:
-        if self._doc is not None:
-            self._doc.close()
-            self._doc = None
-
-
 def page_words(image) -> list[dict]:
     """Every word tesseract reads on a rendered page, as the word dicts the layout is built from
     (PDF points from the top-left). A word's box is its text line's, top to bottom: ink boxes end at
@@ -81,6 +45,7 @@ def page_words(image) -> list[dict]:
     font size: a line's ink height (ascender to descender) is about one em, so it is the size."""
     import pytesseract
 
+    tesseract_version()
     data = pytesseract.image_to_data(image, lang="eng", config="--psm 3",
                                      output_type=pytesseract.Output.DICT)
     line_box: dict[tuple[int, int, int], tuple[int, int]] = {}
@@ -103,6 +68,7 @@ def read_line(image) -> str:
     from its page with a margin), read as a single line; "" when tesseract reads nothing there."""
     import pytesseract
 
+    tesseract_version()
     if image.width < 4 or image.height < 4:
         return ""
     return " ".join(pytesseract.image_to_string(image, lang="eng", config="--psm 7").split())
