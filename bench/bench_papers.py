@@ -93,7 +93,7 @@ def found(paper: dict) -> dict:
     }
 
 
-def bench(files: list[Path], rounds: int) -> dict:
+def bench(files: list[Path], rounds: int) -> tuple[dict, dict[str, dict]]:
     from synth_tasks.methods.papers.extract import render_figures
 
     datas = {f.name: f.read_bytes() for f in files}
@@ -141,13 +141,14 @@ def bench(files: list[Path], rounds: int) -> dict:
     scored = {name: score(gold[name], paper) for name, paper in results.items() if name in gold}
     if scored:
         report["gold"] = {"totals": totals(scored), "papers": scored}
-    return report
+    return report, results
 
 
-def ocr_cost(files: list[Path], pages: int = 2, dpi: int = 200) -> dict:
+def ocr_cost(files: list[Path], layers: dict[str, dict], pages: int = 2, dpi: int = 200) -> dict:
     """Scans made here of each paper's first pages (rendered at ``dpi`` into image-only PDFs),
     extracted by OCR: seconds per page, and the words read against those the text layer gives for
-    the same pages (as bags of words: reading order is scored by the gold set, not here)."""
+    the same pages (``layers``: each paper's extraction from its text layer; as bags of words:
+    reading order is scored by the gold set, not here)."""
     from collections import Counter
 
     import pypdfium2 as pdfium
@@ -166,8 +167,7 @@ def ocr_cost(files: list[Path], pages: int = 2, dpi: int = 200) -> dict:
         scanned = extract_paper(buf.getvalue(), f.name, f.stem)
         seconds += time.perf_counter() - start
         n += len(images)
-        layer = extract_paper(f.read_bytes(), f.name, f.stem)
-        truth = Counter(tokens(" ".join(b["text"] for b in layer["blocks"] if b["page"] <= len(images))))
+        truth = Counter(tokens(" ".join(b["text"] for b in layers[f.name]["blocks"] if b["page"] <= len(images))))
         read = Counter(tokens(" ".join(b["text"] for b in scanned["blocks"])))
         common = sum((truth & read).values())
         per_paper[f.name] = {"recall": round(common / max(1, sum(truth.values())), 3),
@@ -251,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         return gold_only(files)
     rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
     prov = provenance(MEASURED)
-    result = {"benchmark": "papers", "provenance": prov, "papers_from": source, "goals": GOALS} | bench(files, rounds)
+    report, extracted = bench(files, rounds)
+    result = {"benchmark": "papers", "provenance": prov, "papers_from": source, "goals": GOALS} | report
     if CORPUS.is_dir() and "--skip-ocr" not in args:
-        result["ocr"] = ocr_cost(files)
+        result["ocr"] = ocr_cost(files, extracted)
     if CORPUS.is_dir() and "--skip-memory" not in args:
         gfs = [f for f in files if "google-file-system" in f.name]
         result["memory"] = memory_300_pages((gfs or files)[0])
