@@ -10,9 +10,10 @@ your own to add or reorder stages.
 
 **Flow:** `prepare` reads the stages file and plans each stage's jobs (seeded draws of content words
 from the stage's word list and of story features) → `generate` (mapped, LLM) writes the stories →
-`measure` (mapped) measures every story (Flesch-Kincaid grade, reading ease, words outside the
-stage's vocabulary, sentence and item length, zlib compression, arithmetic operations) and moves an
-item outside its stage's band to the stage it fits, or filters it with the reason →
+`measure` (mapped) measures every story against the stage it was written for (Flesch-Kincaid
+grade, reading ease, words outside the stage's vocabulary and the stage its words come from, length,
+compression, arithmetic operations, and its theme by sentence embedding) and keeps it there, or
+filters it with the reason (out of band, off vocabulary, off theme); no story changes stage →
 `questions` (mapped, LLM) writes the held-out evaluation questions with reference answers, kept only
 when answerable from their own story → `dedup` (one task) drops duplicate stories and training
 stories that repeat an evaluation story → `evaluate` (mapped, LLM on `eval_conn_id`) asks the model
@@ -20,7 +21,7 @@ under test every question and scores it → `export`.
 
 **Outputs** under `{SYNTH_DATA_ROOT}/curriculum/{partition}/final/`: `stage-NN-<name>/part-*.parquet`
 (ordered training shards), `curriculum.json` (stage order, counts, difficulty mean/median/p90 per
-stage, the rising-difficulty check, the training schedule as shards and mixing weights per phase),
+stage with its spread, the theme share, the rising-difficulty check with each step's interval, the training schedule as shards and mixing weights per phase),
 `eval/stage-NN-<name>.jsonl` (held-out questions), `eval_report.json` (per-stage scores, mastery,
 first stage not mastered), `train.jsonl`/`.parquet`. `_summary.json`, `_ledger/` and `_dropped/`
 account for every item.

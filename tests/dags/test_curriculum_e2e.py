@@ -47,7 +47,9 @@ def test_ordered_shards_manifest_eval_splits_and_report(curriculum_dag, fault_se
     assert [s["train"] for s in manifest["stages"]] == [2] * 6 and [s["eval"] for s in manifest["stages"]] == [2] * 6
     grades = [s["difficulty"]["fk_grade"]["mean"] for s in manifest["stages"]]
     assert grades == sorted(grades) and len(set(grades)) == 6, grades  # strictly rising
-    assert manifest["check"]["ok"]
+    assert manifest["check"]["ok"] and len(manifest["check"]["steps"]) == 5  # each step with its interval
+    # every story was written on its stage's theme (measured before the theme filter)
+    assert [s["theme"] for s in manifest["stages"]] == [{"measured": 4, "on_theme": 4, "share": 1.0}] * 6
     for i, s in enumerate(manifest["stages"]):
         rows = store.read_parquet(f"{final}/{s['folder']}/part-00000.parquet")
         assert len(rows) == 2 and {r["stage"] for r in rows} == {STAGES[i]}
@@ -120,10 +122,11 @@ def test_a_stages_file_that_does_not_rise_fails_the_check(curriculum_dag, fault_
 @pytest.mark.llm
 def test_embedded_model_run_balances(curriculum_dag, embedded_llm):
     """One item per stage and split on the embedded 135M model (kept small: it shares the test run's
-    budget): whatever it writes, every item is kept, moved, filtered with its reason or failed, and
-    the per-stage evaluation report of the model exists."""
+    budget): whatever it writes, every item is kept where planned, filtered with its reason or
+    failed. No evaluation: the 135M model's questions are rarely answerable, and evaluating nothing
+    fails a run (the fake-endpoint test above covers the evaluation)."""
     run = run_dag(curriculum_dag, BASE_CONF | {"items_per_stage": 1, "eval_items_per_stage": 1, "max_tokens": 128,
-                                               "question_max_tokens": 96, "check_rising": False})
+                                               "question_max_tokens": 96, "check_rising": False, "evaluate": False})
     assert run.state == "success"
     store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")
@@ -133,10 +136,7 @@ def test_embedded_model_run_balances(curriculum_dag, embedded_llm):
     assert manifest["stage_order"] == STAGES
     print(json.dumps({k: (summary["stages"][k]["kept"], summary["stages"][k]["filter_reasons"],
                           summary["stages"][k]["error_kinds"]) for k in ("generate", "measure", "questions", "dedup")}))
-    print(json.dumps([{k: s[k] for k in ("stage", "train", "eval", "moved_in")}
+    print(json.dumps([{k: s[k] for k in ("stage", "train", "eval", "theme")}
                       | {"fk_grade": s["difficulty"].get("fk_grade")} for s in manifest["stages"]]))
     print(json.dumps({"check": manifest["check"], "evaluation": manifest["evaluation"]}))
-    if manifest["evaluation"] is not None:
-        report = store.read_json(f"{base}/final/eval_report.json")
-        assert [s["stage"] for s in report["stages"]] == STAGES
-        print(json.dumps(report))
+    assert manifest["evaluation"] is None

@@ -10,9 +10,10 @@ Stages (declared in ``METHOD`` below):
     prepare    stages file   -> generation jobs: per stage and item, seeded draws of content words
                                 from the stage's word list and of story features (TinyStories-style)
     generate   jobs          -> stories                                           (mapped, LLM)
-    measure    stories       -> readability, vocabulary, length, compression, operations; items
-                                outside their stage's band move to the stage they fit or are
-                                filtered with the reason                          (mapped)
+    measure    stories       -> readability, vocabulary (share outside the stage's, the stage its
+                                words come from), length, compression, operations, theme
+                                (embedding); an item outside its stage's band, vocabulary or
+                                theme is filtered with the reason, never moved     (mapped)
     questions  eval stories  -> a held-out question with its reference answer, kept only when
                                 answerable from its own story; training items pass (mapped, LLM)
     dedup      all items     -> exact and near-duplicate stories dropped; training items that

@@ -12,6 +12,7 @@ class Measure(StrEnum):
     FK_GRADE = "fk_grade"
     READING_EASE = "reading_ease"
     OOV_SHARE = "oov_share"
+    VOCABULARY_STAGE = "vocabulary_stage"
     WORDS_PER_SENTENCE = "words_per_sentence"
     N_WORDS = "n_words"
     N_SENTENCES = "n_sentences"
@@ -38,8 +39,9 @@ class CurriculumConfig(LLMParams):
                                   title="Words per prompt", ge=1, le=10)
     max_features_per_prompt: int = param(2, "Story features (dialogue, a twist...) drawn per request: 1 to this.",
                                          title="Features per prompt", ge=1, le=5)
-    reassign: bool = param(True, "Move an item whose measured difficulty is outside its stage's band to the "
-                           "stage it fits; off: filter it with the reason.", title="Move items to the stage they fit")
+    check_theme: bool = param(True, "Filter a story whose closest stage theme (sentence-embedding similarity "
+                              "to the stage titles) is another stage's (off_theme); off: keep it, the share on "
+                              "theme is still measured and reported.", section="Quality", title="Check the theme")
     schedule: Schedule = param(Schedule.INCREMENTAL, "Training schedule written to curriculum.json: sequential "
                                "(one stage per phase), incremental (each phase adds the next stage) or hybrid "
                                "(the new stage plus a replay share of the earlier ones).", title="Training schedule")

@@ -32,6 +32,10 @@ class MultipleChoiceQuestion(BaseModel):
     answer: str = Field(min_length=1, max_length=80)
 
 
+class NothingEvaluated(RuntimeError):
+    """An evaluation that scored nothing: no items, or no answer from the model (or its judge)."""
+
+
 class JudgeVerdict(BaseModel):
     correct: bool
 
@@ -79,12 +83,33 @@ def judge_messages(item: dict, prediction: str) -> list[dict]:
                                                reference=item["answer"], prediction=prediction)}]
 
 
+# "The answer is: red", "Answer - red", "The answer to the question is: \"red\"": a lead-in a
+# verbose model puts before its answer, stripped before matching
+_LEAD_IN = re.compile(r"^\s*(?:(?:the\s+)?(?:correct\s+|final\s+|short\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?"
+                      r"\s*(?:is|would\s+be|:|-)\s*[:\-]?\s*)", re.IGNORECASE)
+# words that turn an answer into its opposite or into a guess between several
+NEGATIONS = frozenset("not no never none nobody nothing neither nor isnt wasnt arent werent dont doesnt didnt "
+                      "cannot cant wont hasnt havent".split())
+HEDGES = frozenset("or maybe perhaps probably possibly might either unsure guess".split())
+
+
+def negated_or_hedged(prediction: str, reference: str) -> str | None:
+    """The word that makes ``prediction`` deny or hedge (a negation or a hedge it has and the
+    reference lacks), or None: "It is not red" and "red or blue" do not answer "red"."""
+    ref = set(normalize(reference).split())
+    return next((w for w in normalize(prediction).split() if w in NEGATIONS | HEDGES and w not in ref), None)
+
+
 def chosen_letter(prediction: str, choices: list[str]) -> str | None:
-    """The choice a multiple-choice reply picks: a leading letter ("B", "B.", "(B)", "Answer: B"),
-    else the one choice whose text it contains."""
-    m = re.match(r"^\s*(?:answer\s*[:\-]?\s*)?\(?([A-Da-d])\b[).:]?", prediction, flags=re.IGNORECASE)
+    """The choice a multiple-choice reply picks: a leading letter ("B", "B.", "(B)", "The answer is B"),
+    else the one choice whose text it contains, unless it negates or hedges ("not the cat")."""
+    # the letter alone or closed by ) . : ("A fish" is the choice's text, not the letter A)
+    prediction = _LEAD_IN.sub("", prediction, count=1)
+    m = re.match(r"^\s*\(?([A-Da-d])(?:[).:]|\s*$)", prediction)
     if m:
         return m.group(1).upper()
+    if negated_or_hedged(prediction, " ".join(choices)):
+        return None  # "not the cat", "the cat or the dog": no choice picked
     said = f" {normalize(prediction)} "
     hits = [LETTERS[i] for i, c in enumerate(choices) if normalize(c) and f" {normalize(c)} " in said]
     return hits[0] if len(hits) == 1 else None
@@ -92,14 +117,16 @@ def chosen_letter(prediction: str, choices: list[str]) -> str | None:
 
 def match_score(item: dict, prediction: str) -> bool:
     """Exact / normalised match. Multiple choice: the chosen letter is the reference's. Short
-    answer: the normalised prediction equals the reference, or contains it with at most three
-    other words (a model that answers "The ball is red." to "What colour is the ball?")."""
+    answer: after a lead-in ("The answer is:") is stripped, the normalised prediction equals the
+    reference, or contains it with at most three other words (a model that answers "The ball is
+    red." to "What colour is the ball?"), none of them a negation or a hedge."""
     if item["eval_type"] == "multiple_choice":
         letter = chosen_letter(prediction, list(item["choices"]))
         ref = [normalize(c) for c in item["choices"]].index(normalize(item["answer"]))
         return letter == LETTERS[ref]
-    pred, ref = normalize(prediction), normalize(item["answer"])
-    if not pred:
+    answer = _LEAD_IN.sub("", prediction, count=1)
+    pred, ref = normalize(answer), normalize(item["answer"])
+    if not pred or negated_or_hedged(answer, item["answer"]):
         return False
     return pred == ref or (f" {ref} " in f" {pred} " and len(pred.split()) <= len(ref.split()) + 3)
 
@@ -151,8 +178,12 @@ async def evaluate_item(client, item: dict, sampling, *, judge=None, judge_sampl
 def evaluate_endpoint(items: list[dict], stage_names: list[str], endpoint, *, threshold: float,
                       max_tokens: int = 32, concurrency: int = 4, seed: int = 0, judge_endpoint=None) -> dict:
     """Run every item against ``endpoint`` (an EndpointConfig) outside Airflow, no response cache:
-    {"report": per-stage report, "items": items with their predictions}."""
+    {"report": per-stage report, "items": items with their predictions}. Nothing to evaluate, or
+    no answer scored, is an error (a report of 0/0 per stage would read as "not mastered")."""
     from synth_tasks.llm.client import LLMClient  # openai and pyarrow: not at DAG parse time
+
+    if not items:
+        raise NothingEvaluated("no evaluation items: nothing to evaluate")
 
     async def main():
         client = LLMClient(endpoint, concurrency=concurrency)
@@ -168,6 +199,9 @@ def evaluate_endpoint(items: list[dict], stage_names: list[str], endpoint, *, th
         return [it | r for it, r in zip(items, results)]
 
     scored = asyncio.run(main())
+    if not any(it["eval_correct"] is not None for it in scored):
+        errors = sorted({it["eval_error"] for it in scored if it["eval_error"]})[:3]
+        raise NothingEvaluated(f"none of {len(scored)} evaluation items was answered and scored: {'; '.join(errors)}")
     return {"report": stage_report(scored, stage_names, threshold), "items": scored}
 
 
@@ -185,6 +219,8 @@ def evaluate_final(final_dir: str, endpoint, *, threshold: float, max_tokens: in
         url = f"{store.root}/eval/{stage['folder']}.jsonl"
         if store.exists(url):
             items += [json.loads(line) for line in store.read_bytes(url).decode().splitlines() if line.strip()]
+    if not items:
+        raise NothingEvaluated(f"{final_dir}: no evaluation items under eval/ (was the run made with eval_items 0?)")
     result = evaluate_endpoint(items, manifest["stage_order"], endpoint, threshold=threshold, max_tokens=max_tokens,
                                concurrency=concurrency, judge_endpoint=judge_endpoint)
     report = result["report"] | {"model": endpoint.model, "base_url": endpoint.base_url,

@@ -1,5 +1,6 @@
 """What makes a text hard, measured offline: readability (Flesch-Kincaid grade, Flesch reading ease),
-the share of words outside a vocabulary, sentence and item length, zlib compression ratio (low:
+the share of words outside a vocabulary, the stage whose word list a text's words come from,
+sentence and item length, zlib compression ratio (low:
 repetitive), the number of arithmetic operations and the cyclomatic complexity of any Python in it
 (for arithmetic and code stages).
 
@@ -90,6 +91,18 @@ def out_of_vocabulary(text_words: list[str], vocabulary: frozenset[str] | set[st
     return [w for w in text_words if not any(f in vocabulary for f in lemma_candidates(w))]
 
 
+def vocabulary_stage(text_words: list[str], word_stage: dict[str, int]) -> float:
+    """The mean stage (1-based) whose own word list first introduces each of the text's listed
+    words (words of the common list, or of no list, are left out); 0.0 when none is listed. A story
+    written with later stages' words measures higher."""
+    stages = []
+    for w in text_words:
+        stage = next((word_stage[f] for f in lemma_candidates(w) if f in word_stage), None)
+        if stage is not None:
+            stages.append(stage)
+    return sum(stages) / len(stages) if stages else 0.0
+
+
 def compression_ratio(text: str) -> float:
     """zlib-compressed size over raw size: repetitive text compresses well (a low ratio)."""
     raw = text.encode("utf-8")
@@ -135,6 +148,7 @@ class Measures:
     fk_grade: float
     reading_ease: float
     oov_share: float
+    vocabulary_stage: float
     words_per_sentence: float
     n_words: int
     n_sentences: int
@@ -148,23 +162,27 @@ class Measures:
 
 
 # Which measures grow with difficulty; reading ease falls as texts get harder.
-HARDER_IS_HIGHER = {"fk_grade": True, "reading_ease": False, "oov_share": True, "words_per_sentence": True,
+HARDER_IS_HIGHER = {"fk_grade": True, "reading_ease": False, "oov_share": True, "vocabulary_stage": True,
+                    "words_per_sentence": True,
                     "n_words": True, "n_sentences": True, "syllables_per_word": True, "compression_ratio": True,
                     "n_operations": True, "code_complexity": True}
 
 
-def measure(text: str, vocabulary: frozenset[str] | set[str]) -> Measures:
+def measure(text: str, vocabulary: frozenset[str] | set[str], word_stage: dict[str, int] | None = None) -> Measures:
+    """Every measure of ``text``; ``vocabulary`` for the OOV share, ``word_stage`` (word -> the
+    1-based stage that introduces it) for the vocabulary stage (0.0 without)."""
     ws = words(text)
     n_words = len(ws)
     n_sentences = sentence_count(text)
     if n_words == 0:
-        return Measures(0.0, 0.0, 0.0, 0.0, 0, n_sentences, 0.0, compression_ratio(text), arithmetic_operations(text),
+        return Measures(0.0, 0.0, 0.0, 0.0, 0.0, 0, n_sentences, 0.0, compression_ratio(text), arithmetic_operations(text),
                         code_complexity(text))
     n_syllables = sum(syllables(w) for w in ws)
     return Measures(
         fk_grade=flesch_kincaid_grade(n_words, n_sentences, n_syllables),
         reading_ease=flesch_reading_ease(n_words, n_sentences, n_syllables),
         oov_share=len(out_of_vocabulary(ws, vocabulary)) / n_words,
+        vocabulary_stage=vocabulary_stage(ws, word_stage or {}),
         words_per_sentence=n_words / n_sentences,
         n_words=n_words,
         n_sentences=n_sentences,

@@ -36,32 +36,50 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_stats(items: list[dict]) -> dict[str, dict[str, float]]:
-    """{measure: {mean, median, p90}} over ``items[i]["measures"]``; empty for no items."""
+    """{measure: {n, mean, std, p10, median, p90}} over ``items[i]["measures"]`` (std: the sample
+    standard deviation, 0 for one item); empty for no items."""
     if not items:
         return {}
     out = {}
     for name in HARDER_IS_HIGHER:
         values = [float(it["measures"][name]) for it in items]
-        out[name] = {"mean": round(statistics.fmean(values), 4), "median": round(statistics.median(values), 4),
+        out[name] = {"n": len(values), "mean": round(statistics.fmean(values), 4),
+                     "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                     "p10": round(percentile(values, 10), 4), "median": round(statistics.median(values), 4),
                      "p90": round(percentile(values, 90), 4)}
     return out
 
 
+def rise_step(a: dict[str, float], b: dict[str, float]) -> dict:
+    """The change of a measure's mean from one stage (stats ``a``) to the next (``b``), with a 95 %
+    interval (Welch's standard error, normal quantile: rough for a few items per stage, and then
+    wide, which is the point: a rise measured on 3 stories is not established)."""
+    diff = b["mean"] - a["mean"]
+    se = (a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"]) ** 0.5
+    return {"change": round(diff, 4), "interval_95": [round(diff - 1.96 * se, 4), round(diff + 1.96 * se, 4)]}
+
+
 def rising_check(per_stage: list[dict], measures: list[str], stats: tuple[str, ...] = ("mean", "median")) -> dict:
     """Whether each of ``measures`` gets harder stage by stage (strictly; stages without items are
-    skipped and named). Reading ease counts as harder when it falls. Returns {"ok", "problems",
-    "skipped_empty_stages", "checked"}."""
+    skipped and named). Reading ease counts as harder when it falls. Each step between stages is
+    reported with its change of mean and 95 % interval, and ``established`` when the interval
+    excludes no change. Returns {"ok", "problems", "steps", "skipped_empty_stages", "checked"}."""
     present = [s for s in per_stage if s["difficulty"]]
-    problems = []
+    problems, steps = [], []
     for name in measures:
         up = HARDER_IS_HIGHER[name]
-        for stat in stats:
-            for prev, nxt in zip(present, present[1:]):
+        for prev, nxt in zip(present, present[1:]):
+            step = rise_step(prev["difficulty"][name], nxt["difficulty"][name])
+            lo, hi = step["interval_95"]
+            steps.append({"measure": name, "from": prev["stage"], "to": nxt["stage"]} | step
+                         | {"established": lo > 0 if up else hi < 0})
+            for stat in stats:
                 a, b = prev["difficulty"][name][stat], nxt["difficulty"][name][stat]
                 if not (b > a if up else b < a):
                     problems.append(f"{name} {stat} does not {'rise' if up else 'fall'} from {prev['stage']} "
                                     f"({a}) to {nxt['stage']} ({b})")
-    return {"ok": not problems, "problems": problems, "checked": {"measures": measures, "stats": list(stats)},
+    return {"ok": not problems, "problems": problems, "steps": steps,
+            "checked": {"measures": measures, "stats": list(stats)},
             "skipped_empty_stages": [s["stage"] for s in per_stage if not s["difficulty"]]}
 
 

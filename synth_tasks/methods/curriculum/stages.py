@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+from collections import Counter
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from synth_tasks.methods.curriculum.evaluation import (QUESTION_MODELS, answerab
                                                        stage_report)
 from synth_tasks.methods.curriculum.measures import measure
 from synth_tasks.methods.curriculum.schedule import Schedule, measure_stats, rising_check, schedule_phases
+from synth_tasks.methods.curriculum.theme import closest_stages
 from synth_tasks.prompts import load_prompt, render
 
 if TYPE_CHECKING:  # the stage runner and the export import pyarrow: not at DAG parse time
@@ -70,8 +72,7 @@ def plan_jobs(curriculum, cfg: CurriculumConfig, source: str) -> list[dict]:
             template = stage.templates[k % len(stage.templates)]
             prompt = render(load_prompt(template), words=", ".join(words), features=" and ".join(features),
                             level=stage.vocabulary_level)
-            jobs.append({"id": f"{stage.name}:{role}:{k:04d}", "role": role, "planned_stage": stage.name,
-                         "stage": stage.name, "stage_index": i, "template": template, "words": words,
+            jobs.append({"id": f"{stage.name}:{role}:{k:04d}", "role": role, "stage": stage.name, "stage_index": i, "template": template, "words": words,
                          "features": features, "prompt": prompt, "source_file": source,
                          "eval_type": str(eval_types[(k - n_train) % len(eval_types)]) if role == "eval" else None,
                          "curriculum": cjson})
@@ -100,6 +101,9 @@ def prepare(run: StageRun[CurriculumConfig], files: list[str]) -> None:
             run.failed(url, f"bad_stages_file: {type(exc).__name__}: {exc}")
             continue
         jobs = plan_jobs(curriculum, cfg, url)
+        if cfg.evaluate and not any(j["role"] == "eval" for j in jobs):
+            raise CurriculumCheckError("evaluate is on but no stage plans an evaluation item: set eval_items in the "
+                                       "stages file or the eval_items_per_stage Param, or turn evaluate off")
         run.kept(url, *jobs)
         run.counts["jobs"] += len(jobs)
         run.info["curriculum_stages"] = [s.name for s in spec.stages]
@@ -137,7 +141,7 @@ def generate(run: StageRun[CurriculumConfig], jobs: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# measure + assign
+# measure
 # --------------------------------------------------------------------------------------------
 def band_problem(stage, m) -> str | None:
     """Why measures ``m`` do not fit ``stage``'s band, or None."""
@@ -151,45 +155,44 @@ def band_problem(stage, m) -> str | None:
     return None
 
 
-def assign_stage(text: str, planned: int, curriculum, reassign: bool):
-    """(stage index, measures, None) for the stage the text fits — its planned one, else with
-    ``reassign`` the first stage whose band it fits — or (planned, measures, reason) when none fits."""
-    stages = curriculum.stages
-    m = measure(text, curriculum.vocabularies[planned])
-    problem = band_problem(stages[planned], m)
-    if problem is None or not reassign:
-        return planned, m, problem
-    for j, stage in enumerate(stages):
-        if j == planned:
-            continue
-        mj = measure(text, curriculum.vocabularies[j])
-        if band_problem(stage, mj) is None:
-            return j, mj, None
-    return planned, m, problem
-
-
 def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
-    """Measure every story (readability, vocabulary, length, compression, operations) and keep it
-    in the stage its difficulty fits; too short, repetitive or unplaceable stories are filtered."""
+    """Measure every story against the stage it was written for (readability, vocabulary, length,
+    compression, operations, theme) and keep it there only when it fits: too short, repetitive,
+    outside the stage's grade band or vocabulary, or closer to another stage's theme, it is
+    filtered with the reason. A story is never moved to another stage: the stage's content is what
+    its prompt asked for, and a rise in difficulty must be measured, not made by sorting."""
     cfg = run.cfg
+    themes = {}
+    for cjson in {it["curriculum"] for it in items}:  # one curriculum per run; grouped all the same
+        mine = [it for it in items if it["curriculum"] == cjson]
+        curriculum = load_curriculum(cjson)
+        closest = closest_stages([it["text"] for it in mine], [s.theme or s.title for s in curriculum.stages])
+        themes.update({it["id"]: c for it, c in zip(mine, closest)})
     for it in items:
         curriculum = load_curriculum(it["curriculum"])
-        planned = curriculum.index(it["planned_stage"])
-        index, m, problem = assign_stage(it["text"], planned, curriculum, cfg.reassign)
-        audit = {"text": it["text"], "stage": it["planned_stage"]}
+        index = curriculum.index(it["stage"])
+        stage = curriculum.stages[index]
+        m = measure(it["text"], curriculum.vocabularies[index], curriculum.word_stage)
+        closest, similarity = themes[it["id"]]
+        on_theme = closest == index
+        run.counts[f"measured:{stage.name}"] += 1
+        run.counts[f"on_theme:{stage.name}"] += on_theme
+        theme = {"closest_stage": curriculum.stages[closest].name, "similarity": similarity[index],
+                 "closest_similarity": similarity[closest]}
+        audit = {"text": it["text"], "stage": stage.name, "fk_grade": round(m.fk_grade, 2)}
+        problem = band_problem(stage, m)
         if m.n_words < cfg.min_words:
             run.filtered(it["id"], f"too_short: {m.n_words} words < {cfg.min_words}", **audit)
         elif m.compression_ratio < cfg.min_compression_ratio:
             run.filtered(it["id"], f"repetitive: compression ratio {m.compression_ratio:.2f} < "
                                    f"{cfg.min_compression_ratio:g}", **audit)
         elif problem is not None:
-            run.filtered(it["id"], problem, fk_grade=round(m.fk_grade, 2), **audit)
+            run.filtered(it["id"], problem, **audit)
+        elif cfg.check_theme and not on_theme:
+            run.filtered(it["id"], f"off_theme: closest to {theme['closest_stage']} ({theme['closest_similarity']:.2f}"
+                                   f" > {theme['similarity']:.2f} for {stage.name})", **audit)
         else:
-            stage = curriculum.stages[index]
-            if index != planned:
-                run.counts["moved"] += 1
-            run.kept(it["id"], it | {"stage": stage.name, "stage_index": index, "moved": index != planned,
-                                     "measures": m.as_dict()})
+            run.kept(it["id"], it | {"measures": m.as_dict(), "theme": theme})
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,8 +285,8 @@ def evaluate(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # export: ordered stage shards, evaluation splits, manifest, report
 # --------------------------------------------------------------------------------------------
-TRAIN_FIELDS = ("id", "stage", "stage_index", "planned_stage", "moved", "text", "words", "features", "template",
-                "measures", "model", "source_file")
+TRAIN_FIELDS = ("id", "stage", "stage_index", "text", "words", "features", "template", "measures", "theme", "model",
+                "source_file")
 EVAL_FIELDS = ("id", "stage", "stage_index", "eval_type", "text", "question", "choices", "answer", "measures")
 
 
@@ -292,7 +295,15 @@ def training_records(received: list[dict]) -> list[dict]:
     return [{k: r.get(k) for k in TRAIN_FIELDS} for r in received if r["role"] == "train"]
 
 
+def theme_share(measured: Counter, stage: str) -> dict:
+    """Of the stories written for ``stage`` that were measured (kept or filtered), how many were
+    closest to its own theme: the generator's share on theme, before the theme filter."""
+    n, on = measured[f"measured:{stage}"], measured[f"on_theme:{stage}"]
+    return {"measured": n, "on_theme": on, "share": round(on / n, 4) if n else None}
+
+
 def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dict]) -> dict[str, str]:
+    from synth_tasks.export import read_stage_stats  # pyarrow: not at DAG parse time
     from synth_tasks.methods.curriculum.stages_file import slug  # yaml: not at DAG parse time
 
     cfg: CurriculumConfig = ctx.cfg
@@ -305,6 +316,9 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
     if overlap:
         raise CurriculumCheckError(f"{len(overlap)} evaluation stories are also in training")
 
+    measured = Counter()  # every story the measure stage saw, kept or filtered: the theme shares
+    for stats in read_stage_stats(ctx.layout, ["measure"]):
+        measured.update(stats["counts"])
     outputs: dict[str, str] = {}
     per_stage, shard_lists = [], []
     for i, stage in enumerate(curriculum.stages):
@@ -322,13 +336,19 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
             "stage": stage.name, "index": i + 1, "folder": name, "title": stage.title,
             "grade_band": list(stage.grade), "max_oov": stage.max_oov,
             "train": len(mine), "validation": sum(r["stage_index"] == i for r in validation),
-            "moved_in": sum(bool(r["moved"]) for r in mine), "eval": len(stage_evals),
-            "shards": shards, "difficulty": measure_stats(mine),
+            "eval": len(stage_evals), "shards": shards, "difficulty": measure_stats(mine),
+            "theme": theme_share(measured, stage.name),
         })
 
     check = rising_check(per_stage, [str(m) for m in cfg.rising_measures])
     report = None
-    if cfg.evaluate and any(r.get("eval_scored_by") or r.get("eval_error") for r in evals):
+    if cfg.evaluate:
+        if not any(r.get("eval_correct") is not None for r in evals):
+            errors = sorted({r["eval_error"] for r in evals if r.get("eval_error")})[:3]
+            raise CurriculumCheckError(
+                f"evaluate is on but nothing was evaluated: {len(evals)} evaluation items reached the export, none "
+                f"answered and scored" + (f" (errors: {'; '.join(errors)})" if errors else
+                                           " (see the questions stage's filter reasons)"))
         report = stage_report(evals, [s.name for s in curriculum.stages], cfg.mastery_threshold)
         report["model"] = next((r.get("eval_model") for r in evals if r.get("eval_model")), None)
         outputs["eval_report"] = store.write_json(f"{final}/eval_report.json", report)
@@ -349,6 +369,7 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
         phase["stage"] = curriculum.stages[phase["stage"]].name
     outputs["curriculum"] = store.write_json(f"{final}/curriculum.json", manifest)
     ctx.info["curriculum"] = {"counts": {s["stage"]: s["train"] for s in per_stage},
+                              "theme_share": {s["stage"]: s["theme"]["share"] for s in per_stage},
                               "eval_counts": {s["stage"]: s["eval"] for s in per_stage},
                               "check_ok": check["ok"], "evaluation": manifest["evaluation"]}
     if cfg.check_rising and not check["ok"]:

@@ -20,9 +20,18 @@ class EvalType(StrEnum):
     MULTIPLE_CHOICE = "multiple_choice"
 
 
+def _beside_the_stages_file(path: str) -> str:
+    """Word lists are read relative to the stages file, inside its folder: no absolute path, URL or
+    ``..`` (a stages file must not copy another file's words into the run)."""
+    if path.startswith(("/", "\\")) or "://" in path or ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(f"{path!r}: word lists are named relative to the stages file, inside its folder")
+    return path
+
+
 class StageSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str = Field(min_length=1)
+    theme: str | None = Field(None, min_length=1)  # what its stories are about, one sentence (default: the title)
     templates: list[str] = Field(min_length=1)
     eval_templates: dict[EvalType, str] = Field(min_length=1)
     grade: tuple[float | None, float | None]
@@ -36,9 +45,7 @@ class StageSpec(StrictModel):
     @field_validator("vocabulary")
     @classmethod
     def _relative(cls, path: str) -> str:
-        if path.startswith("/") or "://" in path or ".." in path.split("/"):
-            raise ValueError(f"{path!r}: word lists are named relative to the stages file, inside its folder")
-        return path
+        return _beside_the_stages_file(path)
 
     @model_validator(mode="after")
     def _band(self):
@@ -52,6 +59,11 @@ class StagesFile(StrictModel):
     common_vocabulary: str | None = None
     features: list[str] = Field(min_length=1)
     stages: list[StageSpec] = Field(min_length=1)
+
+    @field_validator("common_vocabulary")
+    @classmethod
+    def _relative(cls, path: str | None) -> str | None:
+        return None if path is None else _beside_the_stages_file(path)
 
     @model_validator(mode="after")
     def _unique(self):
@@ -85,7 +97,8 @@ def slug(index: int, spec: StageSpec) -> str:
 @dataclass(frozen=True)
 class Curriculum:
     """The parsed stages with their word lists resolved: ``own_words[i]`` the stage's own list,
-    ``vocabularies[i]`` everything a learner at stage i knows."""
+    ``vocabularies[i]`` everything a learner at stage i knows, ``word_stage`` the 1-based stage
+    whose list introduces each word (common words are not in it)."""
 
     spec: StagesFile
     own_words: tuple[tuple[str, ...], ...]
@@ -94,6 +107,14 @@ class Curriculum:
     @property
     def stages(self) -> list[StageSpec]:
         return self.spec.stages
+
+    @property
+    def word_stage(self) -> dict[str, int]:
+        introduced: dict[str, int] = {}
+        for i, own in enumerate(self.own_words):
+            for w in own:
+                introduced.setdefault(w, i + 1)
+        return introduced
 
     def index(self, name: str) -> int:
         return next(i for i, s in enumerate(self.stages) if s.name == name)

@@ -76,28 +76,78 @@ def shipped():
 def test_shipped_stages_file(shipped):
     assert [s.name for s in shipped.stages] == ["basic-perception", "object-recognition", "spatial-physics",
                                                 "language-communication", "abstract-reasoning", "social-cognition"]
-    # bands are contiguous and rising, vocabularies grow
-    for a, b in zip(shipped.stages, shipped.stages[1:]):
-        assert a.grade[1] == b.grade[0]
+    # bands move up stage by stage and overlap (they catch a story written for the wrong age; they
+    # must not sort stories into a rise), vocabularies grow
+    low = [s.grade[0] if s.grade[0] is not None else float("-inf") for s in shipped.stages]
+    high = [s.grade[1] if s.grade[1] is not None else float("inf") for s in shipped.stages]
+    assert low == sorted(low) and high == sorted(high)
+    assert all(b_low < a_high for a_high, b_low in zip(high, low[1:]))
     assert all(len(a) < len(b) for a, b in zip(shipped.vocabularies, shipped.vocabularies[1:]))
+    assert shipped.word_stage["red"] == 1 and all(1 <= v <= 6 for v in shipped.word_stage.values())
 
 
-def test_stage_assignment_keeps_moves_or_filters_with_the_reason(shipped):
-    from synth_tasks.methods.curriculum.stages import assign_stage
+def test_band_problems_name_the_band(shipped):
+    from synth_tasks.methods.curriculum.stages import band_problem
 
-    easy = "Tom has a red ball. The ball is round. It is big and soft. The sun is hot."
-    hard = ("Marianne understood immediately that her mischievous brother had deliberately transferred the "
-            "chocolate elsewhere, although everybody believed otherwise.")
-    assert assign_stage(easy, 0, shipped, reassign=True)[0::2] == (0, None)
-    index, m, problem = assign_stage(hard, 0, shipped, reassign=True)
-    assert (index, problem) == (5, None) and m.fk_grade >= 8
-    index, m, problem = assign_stage(hard, 0, shipped, reassign=False)
-    assert index == 0 and problem == f"too_hard_for_stage: grade {m.fk_grade:.1f} >= 2"
-    index, m, problem = assign_stage(easy, 5, shipped, reassign=False)
-    assert problem == f"too_easy_for_stage: grade {m.fk_grade:.1f} < 8"
+    easy = measure("Tom has a red ball. The ball is round. It is big and soft. The sun is hot.", shipped.vocabularies[0])
+    hard = measure("Marianne understood immediately that her mischievous brother had deliberately transferred the "
+                   "chocolate elsewhere, although everybody believed otherwise.", shipped.vocabularies[0])
+    assert band_problem(shipped.stages[0], easy) is None
+    assert band_problem(shipped.stages[0], hard) == f"too_hard_for_stage: grade {hard.fk_grade:.1f} >= 3.5"
+    assert band_problem(shipped.stages[5], easy) == f"too_easy_for_stage: grade {easy.fk_grade:.1f} < 4"
     # words outside the first stage's vocabulary (its band allows 35%)
-    jargon = "Zap the zork. Blip the glim. Frab a snoo."  # grade < 2, 6 of 9 words unknown
-    assert assign_stage(jargon, 0, shipped, reassign=False)[2].startswith("off_vocabulary: ")
+    jargon = measure("Zap the zork. Blip the glim. Frab a snoo.", shipped.vocabularies[0])  # 6 of 9 words unknown
+    assert band_problem(shipped.stages[0], jargon).startswith("off_vocabulary: ")
+
+
+# One story per stage, written here for this test (not by the generator, nor tuned on): what a
+# reader would file under that stage.
+THEMED = {
+    "basic-perception": "Mia sees a big yellow sun. The sky is blue. She finds a small round stone. It is grey and "
+                        "smooth. The light makes it shine.",
+    "object-recognition": "Leo puts the spoons with the spoons and the cups with the cups. A car, a bus and a boat go "
+                          "in the toy box. An apple is a fruit, so it goes in the bowl with the pears.",
+    "spatial-physics": "The ball rolled down the hill and stopped at the bottom. Jo put a heavy rock on one side "
+                       "of the plank and it tipped down, so she moved the rock to the middle to make it balance.",
+    "language-communication": "Ava did not know the word gigantic, so she asked her teacher what it meant. The "
+                              "teacher explained that it means very big, and Ava used the new word in a sentence.",
+    "abstract-reasoning": "Sam saw the numbers three, six, nine and twelve. Each number was three more than the one "
+                          "before, so he reasoned that the rule meant fifteen would come next.",
+    "social-cognition": "Nora thought her friend was angry, but then she understood that he only felt sad because "
+                        "he believed nobody remembered his birthday. She knew what he wanted and invited him over.",
+}
+
+
+def test_measure_keeps_a_story_in_its_planned_stage_or_filters_it_with_the_reason(layout, shipped):
+    from synth_tasks.method import Stage
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+    from synth_tasks.methods.curriculum.stages import curriculum_json, measure_items
+    from synth_tasks.stage import StageRun
+
+    cjson = curriculum_json(shipped)
+    items = [{"id": f"{stage}:train:0000", "role": "train", "stage": stage, "stage_index": shipped.index(stage),
+              "text": text, "curriculum": cjson} for stage, text in THEMED.items()]
+    # the false-belief story written for basic perception: too hard for it, and never moved to the
+    # stage it would fit; the colours story written for social cognition: off that stage's theme
+    items += [{"id": "basic-perception:train:0001", "role": "train", "stage": "basic-perception", "stage_index": 0,
+               "text": "Sally put her marble in the basket and left. While she was away, Anne secretly moved the "
+                       "marble into the box. When Sally returned, she believed the marble was still in the basket.",
+               "curriculum": cjson},
+              {"id": "social-cognition:train:0001", "role": "train", "stage": "social-cognition", "stage_index": 5,
+               "text": "The big red ball and the small blue square sat together under the bright light of the "
+                       "window, where every colour and every shape and every edge could be seen very clearly.",
+               "curriculum": cjson}]
+    run = StageRun(Stage("measure", measure_items), CurriculumConfig(), layout, 0, 1)
+    measure_items(run, items)
+    rows = {r["record_id"]: r for r in run.ledger.rows}
+    kept = {o["id"]: o for o in run.outputs}
+    assert sorted(kept) == sorted(f"{stage}:train:0000" for stage in THEMED)  # each themed story where planned
+    assert all(o["stage"] == o["id"].split(":")[0] and o["theme"]["closest_stage"] == o["stage"] for o in kept.values())
+    assert rows["basic-perception:train:0001"]["reason"].startswith("too_hard_for_stage: grade ")
+    assert rows["social-cognition:train:0001"]["reason"].startswith("off_theme: closest to basic-perception (")
+    assert run.counts["measured:social-cognition"] == 2 and run.counts["on_theme:social-cognition"] == 1
+    assert kept["abstract-reasoning:train:0000"]["measures"]["vocabulary_stage"] > \
+        kept["basic-perception:train:0000"]["measures"]["vocabulary_stage"]
 
 
 def test_a_stages_file_with_an_empty_band_or_a_path_outside_is_refused():
@@ -108,6 +158,9 @@ def test_a_stages_file_with_an_empty_band_or_a_path_outside_is_refused():
              "vocabulary: %s, vocabulary_level: x, items: 1}")
     with pytest.raises(ConfigError, match="vocabulary.*relative"):
         parse_stages(f"features: [a]\nstages: [{stage % ('1, 2', '../x.txt')}]")
+    for outside in ("../../../secret/words.txt", "/etc/words", "s3://bucket/words.txt"):  # the common list too
+        with pytest.raises(ConfigError, match="common_vocabulary.*relative"):
+            parse_stages(f"common_vocabulary: {outside}\nfeatures: [a]\nstages: [{stage % ('1, 2', 'x.txt')}]")
     with pytest.raises(ConfigError, match=r"grade band \[3.0, 2.0\) is empty"):
         parse_stages(f"features: [a]\nstages: [{stage % ('3, 2', 'x.txt')}]")
     parse_stages(f"features: [a]\nstages: [{stage % ('1, 2', 'x.txt')}]")  # the same stage, valid
@@ -157,14 +210,21 @@ def test_rising_check():
 
     def stage(name, grades, ease):
         items = [{"measures": {"fk_grade": g, "reading_ease": e} | {k: 0 for k in (
-            "oov_share", "words_per_sentence", "n_words", "n_sentences", "syllables_per_word", "compression_ratio",
+            "oov_share", "vocabulary_stage", "words_per_sentence", "n_words", "n_sentences", "syllables_per_word", "compression_ratio",
             "n_operations", "code_complexity")}} for g, e in zip(grades, ease)]
         return {"stage": name, "difficulty": measure_stats(items)}
 
     rising = [stage("a", [1, 2, 9], [100, 90, 80]), stage("empty", [], []), stage("b", [5, 6, 7], [70, 60, 50])]
     ok = rising_check(rising, ["fk_grade", "reading_ease"])
     assert ok["ok"] and ok["skipped_empty_stages"] == ["empty"]
-    assert rising[0]["difficulty"]["fk_grade"] == {"mean": 4.0, "median": 2.0, "p90": 7.6}
+    assert rising[0]["difficulty"]["fk_grade"] == {"n": 3, "mean": 4.0, "std": 4.3589, "p10": 1.2, "median": 2.0,
+                                                    "p90": 7.6}
+    # the step a -> b: +2.0 in mean, but with 3 items each the 95 % interval spans no change
+    step = next(s for s in ok["steps"] if s["measure"] == "fk_grade")
+    assert (step["from"], step["to"], step["change"]) == ("a", "b", 2.0) and step["interval_95"][0] < 0
+    assert not step["established"]
+    clear = rising_check([stage("a", [1, 1.2, 0.8], [90, 91, 92]), stage("b", [5, 5.5, 4.5], [70, 71, 72])], ["fk_grade"])
+    assert clear["ok"] and clear["steps"][0]["established"]
     bad = rising_check([stage("a", [5, 6], [50, 50]), stage("b", [3, 4], [60, 60])], ["fk_grade", "reading_ease"])
     assert not bad["ok"] and bad["problems"][0] == "fk_grade mean does not rise from a (5.5) to b (3.5)"
     assert "reading_ease mean does not fall from a (50.0) to b (60.0)" in bad["problems"]
@@ -195,6 +255,12 @@ def test_scoring_on_known_answers():
     mc = {"eval_type": "multiple_choice", "choices": ["cat", "dog", "bird", "fish"], "answer": "dog"}
     assert match_score(sa, "Red.") and match_score(sa, "The ball is red.") and not match_score(sa, "blue")
     assert not match_score(sa, "It is not red but a very different colour of ball")
+    # negated and hedged answers are wrong even when short; a verbose lead-in is not
+    assert not match_score(sa, "It is not red") and not match_score(sa, "red or blue") and not match_score(sa, "maybe red")
+    assert not match_score({"eval_type": "short_answer", "answer": "the cat"}, "It was not the cat")
+    assert match_score(sa, 'The answer to the question is: "red"') and match_score(sa, "The answer is red.")
+    assert not match_score(mc, "not the dog") and match_score(mc, "The answer is B.")
+    assert match_score(mc | {"choices": ["a cat", "a dog", "a bird", "a fish"], "answer": "a dog"}, "a dog")
     assert match_score(mc, "B") and match_score(mc, "(B) dog") and match_score(mc, "Answer: b")
     assert match_score(mc, "the dog") and not match_score(mc, "A") and not match_score(mc, "dog or cat")
     items = [{"stage": "one", "eval_correct": True}, {"stage": "one", "eval_correct": True},
@@ -206,6 +272,37 @@ def test_scoring_on_known_answers():
     assert report["first_not_mastered"] == "two" and report["mastered_through"] == "one"
     assert stage_report(items[:2], ["one"], 0.6)["first_not_mastered"] is None
     assert stage_report(items[2:5], ["two", "one"], 0.6)["mastered_through"] is None
+
+
+def test_evaluating_nothing_is_an_error(tmp_path, layout):
+    import json
+
+    from synth_tasks.config import EndpointConfig
+    from synth_tasks.method import Stage
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+    from synth_tasks.methods.curriculum.evaluation import NothingEvaluated, evaluate_endpoint, evaluate_final
+    from synth_tasks.methods.curriculum.stages import CurriculumCheckError, prepare
+    from synth_tasks.prompts import include_dir
+    from synth_tasks.stage import StageRun
+
+    endpoint = EndpointConfig(base_url="http://127.0.0.1:9/v1", model="nobody")  # never asked: nothing to ask
+    with pytest.raises(NothingEvaluated, match="no evaluation items"):
+        evaluate_endpoint([], ["one"], endpoint, threshold=0.6)
+    (tmp_path / "curriculum.json").write_text(json.dumps({"stage_order": ["one"], "stages": [{"folder": "stage-01-one"}]}))
+    with pytest.raises(NothingEvaluated, match="no evaluation items under eval/"):
+        evaluate_final(str(tmp_path), endpoint, threshold=0.6)
+    # a run that asks for an evaluation but plans no evaluation item fails before any request
+    from synth_tasks.storage import Store
+
+    stages_file, source = f"file://{include_dir()}/configs/curriculum/stages.yaml", Store(f"file://{include_dir()}")
+    run = StageRun(Stage("prepare", prepare, mapped=False), CurriculumConfig(eval_items_per_stage=0), layout, 0, 1,
+                   input_store=source)
+    with pytest.raises(CurriculumCheckError, match="no stage plans an evaluation item"):
+        prepare(run, [stages_file])
+    run = StageRun(Stage("prepare", prepare, mapped=False), CurriculumConfig(eval_items_per_stage=0, evaluate=False),
+                   layout, 0, 1, input_store=source)
+    prepare(run, [stages_file])
+    assert run.counts["jobs"] == 240 and not [r for r in run.ledger.rows if r["outcome"] == "failed"]
 
 
 def test_dedup_drops_training_stories_that_repeat_an_evaluation_story(layout):
