@@ -61,6 +61,11 @@ class EndpointConfig(StrictModel):
     # client keeps no more than this in flight: a request queued inside a server past its deadline
     # is re-sent while the server still computes the abandoned one, and the queue only grows.
     max_concurrency: int | None = Field(None, ge=1)
+    # The endpoint's context length in tokens (prompt and answer together), where it is known: the
+    # embedded server's n_ctx, a connection's extra, $SYNTH_LLM_CONTEXT_TOKENS. The client then sends
+    # no request whose estimated prompt plus max_tokens is over it (synth_tasks.llm.prompt_budget);
+    # None: no check, the server judges.
+    context_tokens: int | None = Field(None, ge=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -150,15 +150,20 @@ class StageRun(Generic[C]):
                   progress: Progress | None = None) -> list[tuple[dict, Any]]:
         """One call per item (``make_call(item)`` returns a coroutine using ``self.llm``), run under
         the client's concurrency bound; the successes come back as (item, result) in input order.
-        A call that fails fails its item's record (``item["id"]``) with the error and raw text,
-        unless ``on_failure(item, error)`` says otherwise (a failed figure description leaves its
-        paper as it was)."""
-        from synth_tasks.llm.client import LLMError
+        A call that fails fails its item's record (``item["id"]``) with the error and raw text; a
+        call whose prompt is over the endpoint's context (never sent: kind "prompt_too_long")
+        filters it, with the reason "prompt_too_long: ~N prompt tokens + M max_tokens > C context
+        tokens". ``on_failure(item, error)`` takes both instead, where given (a failed figure
+        description leaves its paper as it was; items that are not records are not filtered)."""
+        from synth_tasks.llm.client import PROMPT_TOO_LONG, LLMError
 
         progress = progress or self.progress(len(items))
 
         def fail(item: dict, exc: LLMError) -> None:
-            self.failed(item["id"], str(exc), raw=exc.raw)
+            if exc.kind == PROMPT_TOO_LONG:  # the record is too long for the model, not failed
+                self.filtered(item["id"], str(exc))
+            else:
+                self.failed(item["id"], str(exc), raw=exc.raw)
 
         handle = on_failure or fail
 

@@ -1,6 +1,8 @@
 """The one LLM client every stage uses: an async OpenAI-compatible chat client with bounded
 concurrency, retries with backoff, a per-request deadline, structured output, a response cache,
-token accounting and an optional token budget.
+token accounting, an optional token budget and, where the endpoint's context length is known, a
+prompt budget: a request whose estimated prompt plus max_tokens is over the context is never sent
+(LLMError kind "prompt_too_long", not retried; ``StageRun.llm_calls`` filters its record).
 
 It talks to llama.cpp's server, vLLM, OpenAI or ZhipuAI's OpenAI-compatible endpoint unchanged;
 only ``EndpointConfig`` differs.
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
 from synth_tasks.llm.cache import ResponseCache, cache_key
+from synth_tasks.llm.prompt_budget import over_budget, tokens_for_sources
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ class LLMError(Exception):
     def __init__(self, kind: str, message: str, raw: str | None = None, result: "ChatResult | None" = None):
         super().__init__(f"{kind}: {message}")
         self.kind, self.raw, self.result = kind, raw, result
+
+
+PROMPT_TOO_LONG = "prompt_too_long"
 
 
 class BudgetExhausted(LLMError):
@@ -251,6 +257,28 @@ class LLMClient:
                 fmt, f"Reply with one JSON object that matches this JSON schema:\n{json.dumps(schema)}")
         return made
 
+    def prompt_budget(self, messages: list[dict], max_tokens: int,
+                      response_model: type[BaseModel] | None = None) -> int | None:
+        """Tokens left for a request's sources: ``messages`` hold everything but them, the answer
+        gets ``max_tokens``, and ``response_model`` is the one ``chat`` will be given (on a "prompt"
+        endpoint its schema travels in the messages). Cut each source with
+        ``synth_tasks.llm.prompt_budget.fit_text`` (several: share the tokens out) and the request
+        fits. None where the endpoint's context length is unknown: nothing to cut."""
+        if self.endpoint.context_tokens is None:
+            return None
+        if response_model is not None and self.endpoint.structured_output == "prompt":
+            messages = [*messages, {"role": "system", "content": self._format(response_model)[1]}]
+        return tokens_for_sources(messages, max_tokens, self.endpoint.context_tokens)
+
+    def _check_prompt_fits(self, messages: list[dict], max_tokens: int | None) -> None:
+        """Raise LLMError(prompt_too_long) where the request would not fit the endpoint's context:
+        sent, it would only come back as HTTP 400."""
+        if self.endpoint.context_tokens is None:
+            return
+        why = over_budget(messages, max_tokens or 0, self.endpoint.context_tokens)
+        if why is not None:
+            raise LLMError(PROMPT_TOO_LONG, why)
+
     async def chat(
         self,
         messages: list[dict],
@@ -265,7 +293,11 @@ class LLMClient:
         For an answer cut off at max_tokens, ``repair_cut_off`` (or what it returns for the
         answer's text) False skips that and raises at once: a caller that keeps what a cut-off
         answer holds (MIND keeps its whole turns) spares a second request, which has the same
-        budget and is mostly cut off again."""
+        budget and is mostly cut off again.
+
+        A request over the endpoint's context raises LLMError("prompt_too_long") without being
+        sent; a repair request over it (the first answer added to the prompt) raises the
+        answer's "invalid_structured_output" instead."""
         if response_model is None:
             return await self._remember(await self._complete(messages, sampling, None))
         response_format, instruction = self._format(response_model)
@@ -281,11 +313,18 @@ class LLMClient:
                 await self._remember(result)  # the caller keeps what the cut-off answer holds
                 raise LLMError("invalid_structured_output", f"cut off at max_tokens: {_short_errors(first_error)}",
                                raw=result.text, result=result) from None
+            problems = _short_errors(first_error)
             repair = [*messages, {"role": "assistant", "content": result.text},
                       {"role": "user", "content": (
                           "Your reply was not valid JSON for the required schema. Problems: "
-                          f"{_short_errors(first_error)}. Reply again with only the corrected JSON object.")}]
-        repaired = await self._complete(repair, sampling, response_format)
+                          f"{problems}. Reply again with only the corrected JSON object.")}]
+        try:
+            repaired = await self._complete(repair, sampling, response_format)
+        except LLMError as exc:
+            if exc.kind != PROMPT_TOO_LONG:
+                raise
+            raise LLMError("invalid_structured_output", f"{problems} (not sent back for repair: {exc})",
+                           raw=result.text, result=result) from None
         try:
             repaired.parsed = response_model.model_validate_json(_json_text(repaired.text))
             return await self._remember(repaired)
@@ -334,8 +373,9 @@ class LLMClient:
         return result
 
     async def _send(self, messages: list[dict], kwargs: dict):
-        """One chat-completions call under the concurrency bound, the deadline, the budget and the
-        retry policy; raises LLMError when it cannot get an answer."""
+        """One chat-completions call under the prompt budget, the concurrency bound, the deadline,
+        the token budget and the retry policy; raises LLMError when it cannot get an answer."""
+        self._check_prompt_fits(messages, kwargs.get("max_tokens"))
         client = self._client()
         attempt = 0
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -259,6 +260,50 @@ def test_llm_failures_fail_their_record_unless_the_stage_says_otherwise(layout, 
     assert rows["r1"]["outcome"] == "failed" and "r1" not in notes and rows["r0"]["outcome"] == "kept"
     assert [r["outcome"] for k, r in sorted(rows.items()) if k >= "r3"] == ["kept"] * 4
     assert list(notes) == ["r4"] and "malformed" in notes["r4"]
+
+
+def test_a_call_over_the_endpoints_context_filters_its_record_without_sending_it(layout, inputs, fault_server):
+    """Issue #25: every method gets the prompt budget from ``llm_calls``. A record whose prompt is
+    over the context is filtered with the reason (never sent, not failed); ``on_failure`` takes it
+    where the stage gives one; other errors still fail their record."""
+    from pydantic import SecretStr
+
+    from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
+
+    class LLMCfg(LLMParams):
+        input_path: str = "unused"
+
+    endpoint = EndpointConfig(base_url=fault_server.base_url, model="m", api_key=SecretStr("k"), context_tokens=2048)
+    long_ = {"r1", "r4"}  # r1 through the default handler, r4 through the stage's on_failure
+    fault_server.responder = lambda body: "raw:{}" if body["messages"][0]["content"] == "r2" else "fine"
+    notes: dict[str, str] = {}
+
+    def prompt(r):
+        return [{"role": "user", "content": r["id"] + (" word" * 3000 if r["id"] in long_ else "")}]
+
+    def ask(run, records):
+        answered = run.llm_calls(records[:3], lambda r: run.llm.chat(prompt(r), SamplingParams(max_tokens=512)))
+        run.llm_calls(records[3:], lambda r: run.llm.chat(prompt(r), SamplingParams(max_tokens=512)),
+                      on_failure=lambda r, exc: notes.setdefault(r["id"], exc.kind))
+        for r, _ in answered:
+            run.kept(r["id"], r)
+        for r in records[3:]:
+            run.kept(r["id"], r)
+
+    method = Method(dag_id="t", config=LLMCfg, stages=(Stage("prepare", _prepare, mapped=False),
+                                                       Stage("ask", ask, llm="llm_conn_id")),
+                    export=Export(group_key="id"))
+    run_method(method, LLMCfg(max_retries=0), layout, inputs, endpoint_for=lambda _: endpoint)
+    rows = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("ask", 0))}
+    assert rows["r1"]["outcome"] == "filtered" and rows["r1"]["error"] is None
+    assert re.fullmatch(r"prompt_too_long: ~\d+ prompt tokens \+ 512 max_tokens > 2048 context tokens",
+                        rows["r1"]["reason"])
+    assert rows["r2"]["outcome"] == "failed" and rows["r0"]["outcome"] == "kept"
+    assert notes == {"r4": "prompt_too_long"} and rows["r4"]["outcome"] == "kept"
+    sent = {body["messages"][0]["content"] for body in fault_server.requests}
+    assert sent == {"r0", "r2", "r3", "r5", "r6"}  # the long ones never left
+    stats = layout.store.read_json(layout.stats_part("ask", 0))
+    assert stats["filter_reasons"] == {"prompt_too_long": 1} and stats["failed"] == 1
 
 
 def test_the_first_stages_artifacts_survive_its_own_run_and_lose_stale_files(layout, inputs):

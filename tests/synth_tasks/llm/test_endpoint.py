@@ -54,3 +54,31 @@ def test_a_connection_may_say_how_many_requests_its_endpoint_computes_at_once():
     endpoint = resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m", "max_concurrency": "16"}})
     assert endpoint.max_concurrency == 16
     assert resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m"}}).max_concurrency is None
+
+
+def test_the_context_length_comes_from_the_embedded_state_the_environment_or_the_connection(monkeypatch, tmp_path):
+    """What the client's prompt budget is taken from (issue #25); unknown: None, no budget."""
+    import json
+    import os
+
+    monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path))
+    monkeypatch.delenv("SYNTH_LLM_CONTEXT_TOKENS", raising=False)  # whatever the shell exports
+    state = {"pid": os.getpid(), "base_url": "http://127.0.0.1:9/v1", "model": "smollm2-135m-instruct",
+             "structured_output": "json_object_schema", "max_concurrency": 1, "context_tokens": 4096}
+    (tmp_path / "llm-server.json").write_text(json.dumps(state))
+    assert resolve_endpoint().context_tokens == 4096
+    del state["context_tokens"]  # a state written before servers recorded it
+    (tmp_path / "llm-server.json").write_text(json.dumps(state))
+    assert resolve_endpoint().context_tokens is None
+
+    monkeypatch.setenv("SYNTH_LLM_BASE_URL", "http://vllm:8000/v1")
+    monkeypatch.setenv("SYNTH_LLM_MODEL", "m")
+    assert resolve_endpoint().context_tokens is None
+    monkeypatch.setenv("SYNTH_LLM_CONTEXT_TOKENS", "32768")
+    assert resolve_endpoint().context_tokens == 32768
+
+    connection = {"host": "http://vllm:8000/v1", "extra": {"model": "m", "context_tokens": 8192}}
+    assert resolve_endpoint(connection).context_tokens == 8192  # the connection wins
+    assert resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m"}}).context_tokens is None
+    with pytest.raises(EndpointNotConfigured, match="context_tokens must be a whole number, got '8k'"):
+        resolve_endpoint({"host": "http://vllm:8000/v1", "extra": {"model": "m", "context_tokens": "8k"}})
