@@ -120,5 +120,8 @@ def run_export(method: Method, cfg, layout: RunLayout, upstream: list[Handoff], 
     outputs |= write_card(store, final, summary, train, validation, export=spec, tags=method.tags)
     published = {url.rsplit("/", 1)[1]: url for url in layout.publish()}
     summary["outputs"] = outputs = {name: published[url.rsplit("/", 1)[1]] for name, url in outputs.items()}
+    if spec.after_publish is not None:
+        spec.after_publish(ctx)
+        summary["info"] |= ctx.info
     summary_url = store.write_json(layout.summary, summary)  # last: the run is published
     return {"summary": summary_url, **outputs, "counts": summary["counts"]}

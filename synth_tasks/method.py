@@ -70,7 +70,11 @@ class Export:
     For the dataset card (``synth_tasks.card``): ``license`` of the method's inputs (Hub licence
     ids; several for a dual licence), ``input_source`` (what the default input is), the Hub
     ``task_categories``, ``text_field`` (whose length the card plots; default: the field holding
-    the most text) and ``cluster_field`` (records carrying a cluster label get a cluster-size plot)."""
+    the most text) and ``cluster_field`` (records carrying a cluster label get a cluster-size plot).
+
+    ``after_publish(ctx)``: runs once final/ is published, before the summary is written, for state
+    outside the partition that only a published run may change (the personas hub); what it puts in
+    ``ctx.info`` reaches the summary."""
 
     group_key: str
     records: Callable[[list[dict]], list[dict]] | None = None
@@ -80,6 +84,7 @@ class Export:
     task_categories: tuple[str, ...] = ("text-generation",)
     text_field: str | None = None
     cluster_field: str | None = None
+    after_publish: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The personas DAG through Airflow (dag.test): on a scripted OpenAI-compatible endpoint whose answers
-depend on the request (exact counts, the hub written and grown only by new personas, records in
-final/ with their full shape), and once with the real embedded model (the ledger balances)."""
+depend on the request (exact counts, the hub grown only by new personas of a run that publishes,
+records in final/ with their full shape, a run with nothing new failing at dedup), and once with the
+real embedded model (the ledger balances)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import SAMPLE, load_dag, run_dag
+from tests.conftest import SAMPLE, load_dag, run_dag, run_state
 from tests.synth_tasks.methods.personas_replies import reply
 
 pytestmark = [pytest.mark.airflow]
@@ -35,7 +36,7 @@ def _hub(store):
 
 
 def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag, fault_server, monkeypatch,
-                                                                     tmp_path):
+                                                                     tmp_path, capsys):
     fault_server.responder = reply
     monkeypatch.setenv("SYNTH_LLM_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("SYNTH_LLM_MODEL", "fault-model")
@@ -69,13 +70,19 @@ def test_records_reach_final_and_the_hub_grows_only_by_new_personas(personas_dag
         rows = [r for url in store.glob(f"{base}/_ledger/{stage}/*.parquet") for r in store.read_parquet(url)]
         assert len(rows) == stages[stage]["input"]
 
-    # a second run over the same texts finds nothing new: the hub stays as it was
+    # the export added this run's new personas to the hub
+    assert summary["info"]["hub_part"].endswith(f"/_hub/personas/part-{run.partition}.parquet")
+
+    # a second run over the same texts finds nothing new: with pool=run it fails at dedup, at once and
+    # saying why, instead of publishing 0 records; the hub stays as it was
+    capsys.readouterr()
     run2 = run_dag(personas_dag, BASE_CONF | conf)
-    store, summary2 = run2.store, run2.summary
-    assert run2.state == "success" and summary2["accounted_for"]
-    assert summary2["info"]["personas"] == summary2["info"]["personas"] | {
-        "hub_before": 27, "candidates": 36, "minhash_duplicates": 36, "new": 0, "hub_after": 27}
-    assert summary2["counts"]["train"] + summary2["counts"]["validation"] == 0 and len(_hub(store)) == 27
+    failed = {(ti.task_id, ti.try_number) for ti in run2.dag_run.get_task_instances() if run_state(ti) == "failed"}
+    assert run2.state == "failed" and failed == {("dedup", 1)}, failed
+    assert run2.summary is None and len(_hub(store)) == 27
+    task_log = capsys.readouterr().out  # dag.test() prints the task logs
+    assert "NoNewPersonas: dedup: none of this run's 36 personas is new (0 placeholders, 36 duplicates: " \
+           f"36 of partition {run.partition})" in task_log
 
 
 @pytest.mark.llm

@@ -6,9 +6,9 @@ Stages (declared in ``METHOD`` at the end):
     prepare          input texts      -> text records                                      (one task)
     text_to_persona  texts            -> personas: who reads, writes, likes, dislikes it    (mapped, LLM)
     expand           personas         -> plus their close relations, to ``expand_depth``    (mapped, LLM)
-    dedup            all personas     -> new personas only: MinHash over words, then MiniLM
-                                         cosine, against the whole hub; the hub part of this
-                                         partition written (``{root}/_hub/personas/``)     (one task)
+    dedup            all personas     -> new personas only: placeholders dropped, then MinHash
+                                         over words and MiniLM cosine against the whole hub; the
+                                         new ones staged as this run's pending hub part     (one task)
     select           new personas     -> the personas to write with (this run's, or the hub's
                                          in a created-date range), at most ``max_personas`` (one task)
     gather           personas         -> topics and queries per persona, sources retrieved
@@ -20,7 +20,9 @@ Stages (declared in ``METHOD`` at the end):
     dedup_outputs    all outputs      -> near-duplicates across personas removed (MinHash)  (one task)
     respond          outputs          -> optional (`respond`): responses to math problems and
                                          user prompts, HelpSteer2 scores by the shared judge (mapped, LLM)
-    export           (core)           -> train/validation grouped by root persona
+    export           (core)           -> train/validation grouped by root persona; the pending
+                                         hub part joins the hub (``{root}/_hub/personas/``), so
+                                         only a run that gets this far adds to it
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from __future__ import annotations
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.personas.config import PersonasConfig
 from synth_tasks.methods.personas.stages import (
-    dedup_outputs, dedup_personas, expand, filter_outputs, gather, generate, prepare, respond_and_judge, select,
-    text_to_persona)
+    HUB_PENDING, dedup_outputs, dedup_personas, expand, filter_outputs, gather, generate, prepare, publish_hub_part,
+    respond_and_judge, select, text_to_persona)
 
 METHOD = Method(
     dag_id="personas",
@@ -39,7 +41,7 @@ METHOD = Method(
         Stage("prepare", prepare, mapped=False),
         Stage("text_to_persona", text_to_persona, llm="llm_conn_id"),
         Stage("expand", expand, llm="llm_conn_id"),
-        Stage("dedup", dedup_personas, mapped=False),
+        Stage("dedup", dedup_personas, mapped=False, artifacts=(HUB_PENDING,)),
         Stage("select", select, mapped=False),
         Stage("gather", gather, llm="llm_conn_id"),
         Stage("generate", generate, llm="llm_conn_id"),
@@ -47,6 +49,6 @@ METHOD = Method(
         Stage("dedup_outputs", dedup_outputs, mapped=False),
         Stage("respond", respond_and_judge, llm="llm_conn_id"),
     ),
-    export=Export(group_key="root_persona_id"),
+    export=Export(group_key="root_persona_id", after_publish=publish_hub_part),
     tags=("personas", "fine-tuning"),
 )

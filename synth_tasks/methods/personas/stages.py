@@ -8,11 +8,13 @@ import datetime as dt
 import json
 import os
 import random
+from collections import Counter
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, create_model
 
+from synth_tasks.config import ConfigError
 from synth_tasks.methods.personas.checks import (PREFIXES, grounded_in, has_prefix, restates_persona, split_evidence,
                                                  strip_prefix, with_title_prefix)
 from synth_tasks.methods.personas.config import PersonasConfig, PoolFrom, Source
@@ -24,6 +26,7 @@ from synth_tasks.quality.filters import NoPlaceholders
 from synth_tasks.quality.judge import LLMJudge
 
 if TYPE_CHECKING:  # the stage runner imports pyarrow: not at DAG parse time
+    from synth_tasks.export import ExportContext
     from synth_tasks.stage import StageRun
 
 
@@ -154,17 +157,33 @@ def expand(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# dedup against the hub, and the hub part of this partition
+# dedup against the hub, and this run's pending hub part
 # --------------------------------------------------------------------------------------------
+# The artifact folder (``Stage(artifacts=...)``) where dedup leaves this run's new personas until
+# the export adds them to the hub (here, not in hub.py: the declaration must not import numpy).
+HUB_PENDING = "hub_pending"
+
+
+class NoNewPersonas(ConfigError):
+    """With pool=run, none of the run's personas is new: the run would publish an empty dataset.
+    A ConfigError, so the task fails at once: a retry gives the same answer, and the fix is in the
+    Params (pool=hub) or the input (texts the hub has not seen)."""
+
+
 def dedup_personas(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """Drop placeholder personas (template slots, no words), then those that nearly duplicate one in
     the hub or an earlier one of this run: MinHash
     over words (Jaccard >= `minhash_threshold`), then MiniLM cosine (>= `embedding_threshold`);
-    each names the persona it duplicates. The new ones become this partition's hub part."""
-    from synth_tasks.methods.personas.hub import (created_date, embedding_duplicates, minhash_duplicates,
-                                                  read_hub, write_hub_part)
+    each names the persona it duplicates. The new ones are this run's pending hub part, which the
+    export adds to the hub once the run publishes. With pool=run, a run left with no new persona
+    fails (NoNewPersonas), saying why, instead of publishing nothing."""
+    from synth_tasks.methods.personas.hub import (created_date, embedding_duplicates, minhash_duplicates, read_hub,
+                                                  write_pending_part)
 
     cfg, store, partition = run.cfg, run.store, run.layout.partition
+    received = len(personas)
+    # The hub holds published runs' personas only; this partition's own part (an earlier run of it)
+    # is left out, as the pending part replaces it.
     hub = read_hub(store, except_partition=partition)
     # A template ("This is a [name] who has been studying [field]", "...") is no persona: it never
     # reaches the hub.
@@ -181,11 +200,12 @@ def dedup_personas(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     first = minhash_duplicates([h["description"] for h in hub], [h["id"] for h in hub],
                                [p["description"] for p in personas], [p["id"] for p in personas],
                                cfg.minhash_threshold)
-    survivors = []
+    survivors, duplicates = [], []
     for p, dup in zip(personas, first):
         if dup is None:
             survivors.append(p)
         else:
+            duplicates.append(dup)
             run.filtered(p["id"], f"near_duplicate_persona: of {dup.of} (minhash Jaccard >= {cfg.minhash_threshold})",
                          description=p["description"], duplicate_of=dup.of, by=dup.by)
     vectors = [None] * len(survivors)
@@ -208,20 +228,35 @@ def dedup_personas(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     new = []
     for p, dup, vec in zip(survivors, second, vectors):
         if dup is not None:
+            duplicates.append(dup)
             run.filtered(p["id"], f"near_duplicate_persona: of {dup.of} (embedding cosine {dup.score} >= "
                          f"{cfg.embedding_threshold})", description=p["description"], duplicate_of=dup.of, by=dup.by)
             continue
         record = p | {"created_partition": partition, "created_date": created_date(partition, today)}
         new.append(record | {"embedding": vec})
         run.kept(p["id"], record)
-    write_hub_part(store, partition, new)  # replaces this partition's part of an earlier try
     n_in, n_minhash = len(personas), len(personas) - len(survivors)
     n_embed = len(survivors) - len(new)
+    if received and not new and cfg.pool == PoolFrom.RUN:
+        raise NoNewPersonas(_nothing_new(received, received - n_in, duplicates, hub))
+    # Pending until the export: a run that fails before it leaves the hub as it was.
+    write_pending_part(store, run.artifact(HUB_PENDING), new)
     run.info["personas"] = {
         "hub_before": len(hub), "candidates": n_in, "minhash_duplicates": n_minhash,
         "embedding_duplicates": n_embed, "new": len(new), "hub_after": len(hub) + len(new),
         "duplicate_rate_minhash": round(n_minhash / n_in, 4) if n_in else 0.0,
         "duplicate_rate_embedding": round(n_embed / len(survivors), 4) if survivors else 0.0}
+
+
+def _nothing_new(received: int, placeholders: int, duplicates: list, hub: list[dict]) -> str:
+    """Why no persona of the run is new: placeholders, and duplicates by the hub partition (or this
+    run) holding the persona each duplicates."""
+    partition_of = {h["id"]: h["created_partition"] for h in hub}
+    by_partition = Counter(partition_of.get(d.of, "this run") for d in duplicates)
+    where = ", ".join(f"{n} of partition {part}" for part, n in by_partition.most_common())
+    return (f"dedup: none of this run's {received} personas is new ({placeholders} placeholders, "
+            f"{len(duplicates)} duplicates{': ' + where if where else ''}): with pool=run there is nothing "
+            f"to write with. Give texts the hub has not seen, or write with the hub's personas (pool=hub).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,16 +275,21 @@ def select(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     cfg = run.cfg
     pool = {p["id"]: p for p in personas}
     if cfg.pool == PoolFrom.HUB:
-        for h in read_hub(run.store):
+        # this partition's own part (an earlier run of it) is left out: this run's personas replace it
+        for h in read_hub(run.store, except_partition=run.layout.partition):
             if h["id"] not in pool:
                 run.created(h["id"])
                 pool[h["id"]] = {k: h.get(k) for k in _PERSONA_FIELDS}
+    real = NoPlaceholders()  # hub parts written before dedup filtered placeholders may hold some
     candidates = []
     for pid in sorted(pool):
         p = pool[pid]
+        placeholder = real(p["description"])
         if cfg.pool == PoolFrom.HUB and not in_range(p, cfg.hub_from, cfg.hub_to):
             run.filtered(pid, f"outside_date_range: created {p['created_date']} not in "
                          f"[{cfg.hub_from or '...'}, {cfg.hub_to or '...'}]")
+        elif not placeholder.keep:
+            run.filtered(pid, placeholder.reason, description=p["description"])
         else:
             candidates.append(p)
     random.Random(cfg.seed).shuffle(candidates)
@@ -259,6 +299,20 @@ def select(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
         else:
             run.filtered(p["id"], f"not_sampled: {len(candidates)} personas in the pool, "
                                   f"max_personas={cfg.max_personas}")
+    if cfg.source == Source.WEB:
+        crawl_web(run)
+
+
+# --------------------------------------------------------------------------------------------
+# after the run is published: its new personas join the hub
+# --------------------------------------------------------------------------------------------
+def publish_hub_part(ctx: ExportContext) -> None:
+    """The export's ``after_publish``: dedup's pending part becomes this partition's hub part, once
+    the run's final/ is published, so only a published run adds to the hub. The hub part's URL is
+    in the summary (``info.hub_part``)."""
+    from synth_tasks.methods.personas.hub import publish_pending_part
+
+    ctx.info["hub_part"] = publish_pending_part(ctx.store, ctx.artifact(HUB_PENDING), ctx.layout.partition)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,16 +326,37 @@ def source_index(run: StageRun[PersonasConfig]):
         # data interval's day the environment would fill in.
         url = run.env.resolve_input(cfg.sources_path.replace("{ds}", _run_day(run)))
         fetcher = FolderFetcher(url, run.env.input_store(url), run.env.allowed_input_roots)
-    else:
-        fetcher = WebFetcher(cfg.web_seed_urls, run.store, _run_day(run), cfg.web_allowed_domains,
-                             cfg.web_max_pages, cfg.web_max_bytes, cfg.web_rate_limit_s, cfg.web_timeout_s)
-        check_web_hosts(fetcher.allowed)
+    else:  # the select task crawled: every gather shard reads the same pages from the day cache
+        fetcher = web_fetcher(run, offline=True)
     docs = fetcher.documents()
     run.counts["source_documents"] = len(docs)
     if isinstance(fetcher, WebFetcher):
-        run.counts["web_requests"] = len(fetcher.fetched)
+        run.counts.update(fetcher.counts(docs))
         run.info["web_skipped"] = dict(sorted(fetcher.skipped.items()))
+        fetcher.require_documents(docs)
     return PassageIndex(docs), trends(run, docs)
+
+
+def web_fetcher(run: StageRun[PersonasConfig], offline: bool) -> WebFetcher:
+    """The run's web source, its hosts checked against $SYNTH_WEB_HOSTS; ``offline``: the day cache only."""
+    cfg = run.cfg
+    fetcher = WebFetcher(cfg.web_seed_urls, run.store, _run_day(run), cfg.web_allowed_domains, cfg.web_max_pages,
+                         cfg.web_max_bytes, cfg.web_rate_limit_s, cfg.web_timeout_s, offline=offline)
+    check_web_hosts(fetcher.allowed)
+    return fetcher
+
+
+def crawl_web(run: StageRun[PersonasConfig]) -> None:
+    """source=web: the run's one crawl, in one task (select), which so owns every host: the per-host
+    gap and Crawl-delay hold for the whole run, where gather shards crawling each would send the same
+    requests at once. The pages land in the day cache the gather shards read. A crawl that found no
+    document fails the task, naming what failed; its retry fetches the failed pages again (failures
+    are not cached)."""
+    fetcher = web_fetcher(run, offline=False)
+    docs = fetcher.documents()
+    run.counts.update(fetcher.counts(docs))
+    run.info["web_skipped"] = dict(sorted(fetcher.skipped.items()))
+    fetcher.require_documents(docs)
 
 
 TOP_TRENDING = 10

@@ -16,7 +16,7 @@ from synth_tasks.methods.personas import hub as H
 from synth_tasks.methods.personas.checks import grounded_in, has_prefix, restates_persona, split_evidence
 from synth_tasks.methods.personas.config import PersonasConfig, Template
 from synth_tasks.methods.personas.sources import Document, FolderFetcher, PassageIndex
-from synth_tasks.methods.personas.stages import check_output
+from synth_tasks.methods.personas.stages import HUB_PENDING, NoNewPersonas, check_output
 from synth_tasks.pipeline import run_method
 from synth_tasks.storage import RunLayout, Store
 from tests.conftest import ROOT, SAMPLE
@@ -322,7 +322,11 @@ def test_trending_terms_are_those_that_rose_against_earlier_days():
     assert [t["term"] for t in top] == ["ferry", "strike"]  # a term counts from two documents on
     # unseen before: its rise counts from a floor of half the smallest share today (2/3 / 2)
     assert top[0] == {"term": "ferry", "rise": 3.0, "share": 1.0, "share_before": 0.0}
-    assert trending_terms(today, [], 1)[0]["term"] == "ferry"  # no history: today's most common
+    # no history, or a day like the ones before: nothing rose, so nothing trends (issue #25: a flat
+    # day returned the alphabetically first terms)
+    assert trending_terms(today, [], 3) == []
+    flat = day("abbreviation ability able", "abbreviation ability able")
+    assert trending_terms(flat, [flat, flat], 3) == []
 
 
 def test_a_run_shows_its_trending_topics_and_agents_are_told_them(store, personas_server, tmp_path):
@@ -366,21 +370,108 @@ def test_responses_are_judged_by_the_shared_helpsteer2_judge_and_low_scores_filt
     assert not any("HelpSteer2" in r["messages"][-1]["content"] for r in personas_server.requests[n:])
 
 
-def test_placeholder_personas_are_filtered_and_never_reach_the_hub(store, fault_server):
+PLACEHOLDERS = ["...", "This is a [name] who has been studying [field]."]
+
+
+def test_placeholder_personas_are_filtered_and_never_reach_the_hub_or_the_data(store, fault_server):
     # What the 135M model answered for two texts ("Fabio", "Mike", "...") and the template it fills
     # in when it has nothing to say, beside a persona the quality model wrote (both recorded).
     real = ("A software developer who is new to Rust programming and is currently working on a project that "
             "requires storing and retrieving data using hash maps.")
-    fault_server.responder = lambda body: json.dumps({"personas": [
-        {"description": "Fabio"}, {"description": "..."},
-        {"description": "This is a [name] who has been studying [field]."}, {"description": real}]})
+
+    def placeholder_personas(body):
+        if "Who is likely to read" in body["messages"][-1]["content"]:
+            return json.dumps({"personas": [{"description": "Fabio"}, *({"description": d} for d in PLACEHOLDERS),
+                                            {"description": real}]})
+        return reply(body)
+
+    fault_server.responder = placeholder_personas
     cfg = PersonasConfig(source="none", expand_depth=0, personas_per_text=4, max_personas=1,
-                           templates=["math_problem"], embedding_dedup=False)
-    layout, _, _ = _run(store, "2026-01-01", cfg, SAMPLE_URL, fault_server, until="dedup")
+                         templates=["math_problem"], embedding_dedup=False)
+    layout, results, summary = _run(store, "2026-01-01", cfg, SAMPLE_URL, fault_server)
+    assert summary["accounted_for"], summary["problems"]
     reasons = sorted(d["reason"] for d in _dropped(layout, "dedup") if d["reason"].startswith("placeholder"))
     assert reasons == ["placeholder: 0 words < 5"] * 4 + ["placeholder: 1 words < 5"] * 4 + [
         "placeholder: unfilled slot '[name]'"] * 4
     assert {h["description"] for h in H.read_hub(store)} == {real}
+    final = _final(store, results["export"])
+    assert final and {r["persona"] for r in final} == {real}
+
+
+def _hub_persona(pid: str, description: str, day: str) -> dict:
+    return {"id": pid, "description": description, "domain": "", "expertise": "", "relation": None,
+            "origin_text_id": "t", "parent_id": None, "root_persona_id": pid, "depth": 0, "lineage": [pid],
+            "created_partition": day, "created_date": day, "embedding": None}
+
+
+def test_placeholders_in_an_earlier_hub_part_are_not_drawn_by_the_hub_pool(store, personas_server):
+    # a part written before dedup filtered placeholders: both of the issue's examples beside a real persona
+    real = "A lighthouse keeper on a windy island who logs every passing ship and its cargo."
+    old = [_hub_persona(f"old:p{k}", d, "2025-12-31") for k, d in enumerate([*PLACEHOLDERS, real])]
+    store.write_parquet(H.hub_part(store, "2025-12-31"), old)
+    cfg = PersonasConfig(source="none", expand_depth=0, max_personas=100, templates=["math_problem"],
+                         embedding_dedup=False, pool="hub", hub_from="2025-12-31", hub_to="2025-12-31")
+    layout, results, summary = _run(store, "2026-01-01", cfg, SAMPLE_URL, personas_server)
+    select = summary["stages"]["select"]
+    assert select == select | {"created": 3, "kept": 1}
+    assert sorted(d["reason"] for d in _dropped(layout, "select") if d["id"].startswith("old:")) == [
+        "placeholder: 0 words < 5", "placeholder: unfilled slot '[name]'"]
+    assert {r["persona"] for r in _final(store, results["export"])} == {real}
+
+
+# --------------------------------------------------------------------------------------------
+# only a published run adds to the hub; a bad part is named; a run with nothing new says so
+# --------------------------------------------------------------------------------------------
+SMALL = dict(source="none", expand_depth=0, max_personas=2, templates=["math_problem"], embedding_dedup=False)
+
+
+def test_a_run_that_fails_after_dedup_leaves_the_hub_as_it_was(store, personas_server, tmp_path):
+    # As in the issue: two runs fail at gather (their corpus folder is missing) after dedup has run...
+    broken = PersonasConfig(**SMALL | {"source": "corpus", "sources_path": str(tmp_path / "missing")})
+    for partition in ("run-failed-1", "run-failed-2"):
+        with pytest.raises(InputError):
+            _run(store, partition, broken, SAMPLE_URL, personas_server)
+        assert store.glob(f"{H.hub_dir(store)}/*") == [] and H.read_hub(store) == []
+        # dedup found its 9 new personas: they wait in the partition for an export that never came
+        layout = RunLayout(store, "personas", partition)
+        assert len(store.read_parquet(H.pending_part(layout.stage_dir(HUB_PENDING)))) == 9
+    # ... and the corrected run finds its personas new, writes with them and adds them to the hub.
+    layout, results, summary = _run(store, "run-fixed", PersonasConfig(**SMALL), SAMPLE_URL, personas_server)
+    assert summary["info"]["personas"] == summary["info"]["personas"] | {"hub_before": 0, "new": 9, "hub_after": 9}
+    assert _final(store, results["export"])
+    assert summary["info"]["hub_part"] == H.hub_part(store, "run-fixed")
+    assert store.glob(f"{H.hub_dir(store)}/*") == [H.hub_part(store, "run-fixed")]
+    assert {h["created_partition"] for h in H.read_hub(store)} == {"run-fixed"} and len(H.read_hub(store)) == 9
+
+
+def test_a_corrupt_hub_part_fails_the_run_naming_the_file(store, personas_server):
+    _run(store, "2026-01-01", PersonasConfig(**SMALL), SAMPLE_URL, personas_server)
+    part = H.hub_part(store, "2026-01-01")
+    whole = store.read_bytes(part)
+    store.write_bytes(part, whole[: len(whole) // 2])  # cut off, as by an interrupted copy
+    with pytest.raises(Exception) as unreadable:  # not a bare ArrowInvalid that names no file
+        _run(store, "2026-01-02", PersonasConfig(**SMALL), SAMPLE_URL, personas_server, until="dedup")
+    assert f"hub part {part} is unreadable (ArrowInvalid: " in str(unreadable.value)
+    assert isinstance(unreadable.value, H.HubError)
+    # readable, but not a hub part: named too, with the columns it lacks
+    store.write_parquet(part, [{"text": "not a persona"}])
+    with pytest.raises(H.HubError, match=f"hub part {part} lacks the columns"):
+        H.read_hub(store)
+
+
+def test_a_run_whose_personas_are_all_in_the_hub_fails_saying_so(store, personas_server):
+    _run(store, "run-a", PersonasConfig(**SMALL), SAMPLE_URL, personas_server)
+    assert len(H.read_hub(store)) == 9
+    # the same texts again in another run: all 12 personas are the hub's; with pool=run nothing to write with
+    with pytest.raises(NoNewPersonas, match=r"none of this run's 12 personas is new \(0 placeholders, 12 "
+                                            r"duplicates: 12 of partition run-a\).*pool=hub"):
+        _run(store, "run-b", PersonasConfig(**SMALL), SAMPLE_URL, personas_server)
+    assert len(H.read_hub(store)) == 9
+    # with pool=hub the run writes with the hub's personas, adding none
+    hub_pool = PersonasConfig(**SMALL | {"pool": "hub"})
+    _, results, summary = _run(store, "run-c", hub_pool, SAMPLE_URL, personas_server)
+    assert summary["info"]["personas"]["new"] == 0 and _final(store, results["export"])
+    assert len(H.read_hub(store)) == 9
 
 
 def test_the_quality_models_evidence_lines_and_headings_are_read_as_meant():
