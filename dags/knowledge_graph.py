@@ -10,15 +10,17 @@ where the endpoint constrains output, else GraphRAG's tuples read by a tolerant 
 rounds; LLM) → `graph` (entity resolution keeping aliases and source chunks, description
 summaries, networkx graph, seeded hierarchical Leiden; LLM) → `report` (a report per community
 with findings citing entity and relationship ids; LLM) → `plan` (2- and 3-hop paths whose edges
-come from different chunks and that have no shortcut edge; global jobs) → `generate` (questions
-along the paths and about the reports; LLM) → `check` (answer in the last hop's chunk, no bridge
-named, every hop cited) → `export`.
+come from different chunks, with no shortcut edge, and whose answer is the only entity their
+relation types lead to; global jobs) → `generate` (questions along the paths, from each hop's
+evidence, and about the reports; LLM) → `check` (answer a real name of the end entity, in the last
+hop's chunk; start named, no bridge named, no evidence copied, every hop cited) → `export`.
 
-**Outputs**: `{data root}/knowledge_graph/{partition}/final/` (train/validation grouped by the
-source document of the first hop; records carry question, answer, reasoning steps naming their
-chunks, the path's entity ids, chunk ids, community) and `final/graph/` with GraphRAG's
+**Outputs**: `{data root}/knowledge_graph/{partition}/final/` (train/validation grouped so that
+every hop chunk lies on one side; records carry question, answer, reasoning steps naming their
+chunks, the path's entity ids, relation types and evidence, chunk ids, community; with `no_llm`
+the paths are `graph_walk` records without a question) and `final/graph/` with GraphRAG's
 `entities.parquet`, `relationships.parquet`, `communities.parquet`, `community_reports.parquet`,
-`text_units.parquet` and `graph.graphml`.
+`text_units.parquet` (GraphRAG's documented columns and types, also when empty) and `graph.graphml`.
 """
 
 from synth_tasks.airflow_glue import build_dag

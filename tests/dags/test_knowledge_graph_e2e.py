@@ -1,10 +1,12 @@
 """The knowledge-graph DAG through Airflow (dag.test): on a scripted endpoint whose answers depend on
-the request (records must reach final/, the graph files land in final/graph/, every rejection has
-its reason), and with the real embedded model on the LLM path (a graph with entities and relations
-comes out of the 135M model's own extraction, and the ledger balances)."""
+the request (records must reach final/, no hop chunk on both sides of the split, the graph files
+land in final/graph/ with GraphRAG's columns, every rejection has its reason), and with the real
+embedded model on the LLM path (a graph with entities and relations comes out of the 135M model's
+own extraction, and the ledger balances)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -68,12 +70,22 @@ def test_records_reach_final_with_the_graph_files_on_a_scripted_endpoint(kg_dag,
     assert summary["counts"]["train"] and summary["counts"]["validation"]
     train = [json.loads(line) for line in store.read_bytes(summary["outputs"]["train_jsonl"]).decode().splitlines()]
     val = [json.loads(line) for line in store.read_bytes(summary["outputs"]["validation_jsonl"]).decode().splitlines()]
-    assert {r["source_document"] for r in train}.isdisjoint({r["source_document"] for r in val})
+    # every hop chunk lies on one side of the split
+    assert {c for r in train for c in r["chunk_ids"]}.isdisjoint({c for r in val for c in r["chunk_ids"]})
+    assert {r["split_group"] for r in train}.isdisjoint({r["split_group"] for r in val})
     for r in final:
         if r["kind"] == "multi_hop":
             assert r["source_document"] == r["chunk_ids"][0].split("#")[0]
+            assert r["end_candidates"] == 1 and r["answer"] == r["path_titles"][-1]
     for name in GRAPH_FILES:
         assert store.exists(f"{base}/final/graph/{name}"), name
+    import pyarrow.parquet as pq
+
+    from synth_tasks.methods.knowledge_graph.graph import graphrag_schema
+
+    for table in ("entities", "relationships", "communities", "community_reports", "text_units"):
+        schema = pq.read_schema(io.BytesIO(store.read_bytes(f"{base}/final/graph/{table}.parquet")))
+        assert schema.names[:len(graphrag_schema(table))] == graphrag_schema(table).names, table
     for stage in ("prepare", "extract", "graph", "report", "plan", "generate", "check"):
         rows = _ledger(store, base, stage)
         assert len(rows) == stages[stage]["input"], stage

@@ -36,7 +36,8 @@ class KnowledgeGraphConfig(LLMParams):
     max_chunks: int | None = param(None, "Use only the first N chunks (documents in name order); all when empty.",
                                    section="Input", title="Max chunks", ge=1)
     no_llm: bool = param(False, "Deterministic mode without a model: co-occurrence extraction, template reports "
-                         "and questions (tests, demos).", title="No LLM (co-occurrence mode)")
+                         "and report questions; paths become graph-walk records, not questions (tests, demos).",
+                         title="No LLM (co-occurrence mode)")
     entity_types: list[str] = param(DEFAULT_TYPES, "Entity types the extraction may use (anything else becomes "
                                     "'other').", title="Entity types", min_length=1)
     extraction_format: ExtractionFormat = param(
@@ -61,10 +62,11 @@ class KnowledgeGraphConfig(LLMParams):
                                   title="Max community size", ge=2, le=100000)
     max_reports: int = param(50, "Community reports written at most (the largest communities, coarse levels "
                              "first); communities of one entity get none.", title="Max community reports", ge=0)
-    path_hops: list[int] = param([2, 3], "Path lengths (hops) of multi-hop questions.", section="Generation",
-                                 title="Path hops", min_length=0)
-    paths_per_length: int = param(20, "Paths sampled per length.", section="Generation", title="Paths per length",
-                                  ge=0, le=100000)
+    path_hops: list[int] = param([2, 3], "Path lengths (hops) of multi-hop questions (of graph walks with no_llm).",
+                                 section="Generation", title="Path hops", min_length=0)
+    paths_per_length: int = param(20, "Paths planned per length: with an LLM, only paths whose answer is the one "
+                                  "entity their relation types lead to.", section="Generation",
+                                  title="Paths per length", ge=0, le=100000)
     global_questions: bool = param(True, "One global question per community report.", section="Generation",
                                    title="Global questions")
     temperature: float = param(0.3, "Sampling temperature.", section="Generation", title="Temperature",

@@ -1,32 +1,84 @@
 """The graph: resolved entities and merged relations as GraphRAG's tables, a networkx graph of them,
 hierarchical Leiden communities (graspologic-native, seeded) and GraphML.
 
-Column names are GraphRAG's (``entities.parquet``: id, human_readable_id, title, type,
-description, text_unit_ids, frequency, degree; ``relationships.parquet``: id, human_readable_id,
-source, target, description, weight, combined_degree, text_unit_ids; ``communities.parquet``: id,
-human_readable_id, community, level, parent, children, title, entity_ids, relationship_ids,
-text_unit_ids, period, size; ``community_reports.parquet``: id, human_readable_id, community, level,
-parent, children, title, summary, full_content, rank, rating_explanation, findings,
-full_content_json, period, size), with ``aliases`` added to entities and ``source_id`` /
-``target_id`` (entity ids) added to relationships. As in GraphRAG, a relationship's source and
-target are entity titles; the graph is undirected."""
+The tables follow GraphRAG's documented output schema (``docs/index/outputs.md`` and
+``graphrag/data_model/schemas.py``, GraphRAG 3.x): ``GRAPHRAG_COLUMNS`` lists each table's columns
+in GraphRAG's order with the types its docs give, and ``EXTRA_COLUMNS`` the columns this method
+adds after them (``aliases`` on entities; ``source_id`` / ``target_id``, entity ids, on
+relationships; ``document_ids``, GraphRAG 2.x's name, and ``source_file`` on text units). Every
+table is written with ``table_schema(name)``, so an empty table keeps its columns. As in GraphRAG, a
+relationship's source and target are entity titles; the graph is undirected; a community's and a
+community report's ``human_readable_id`` is its community number, and ``period`` the ingest date."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 
 from synth_tasks.methods.knowledge_graph.resolve import normalize, stable_id
 
-ENTITY_COLUMNS = ("id", "human_readable_id", "title", "type", "description", "text_unit_ids", "frequency",
-                  "degree", "aliases")
-RELATIONSHIP_COLUMNS = ("id", "human_readable_id", "source", "target", "description", "weight",
-                        "combined_degree", "text_unit_ids", "source_id", "target_id")
-COMMUNITY_COLUMNS = ("id", "human_readable_id", "community", "level", "parent", "children", "title", "entity_ids",
-                     "relationship_ids", "text_unit_ids", "period", "size")
-REPORT_COLUMNS = ("id", "human_readable_id", "community", "level", "parent", "children", "title", "summary",
-                  "full_content", "rank", "rating_explanation", "findings", "full_content_json", "period", "size")
+# GraphRAG's columns per output table, in its order, with the types of its docs: str, int, float,
+# str[], int[], and findings' dict[] (a list of {summary, explanation}); full_content_json is "json",
+# a JSON string.
+GRAPHRAG_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "entities": (("id", "str"), ("human_readable_id", "int"), ("title", "str"), ("type", "str"),
+                 ("description", "str"), ("text_unit_ids", "str[]"), ("frequency", "int"), ("degree", "int")),
+    "relationships": (("id", "str"), ("human_readable_id", "int"), ("source", "str"), ("target", "str"),
+                      ("description", "str"), ("weight", "float"), ("combined_degree", "int"),
+                      ("text_unit_ids", "str[]")),
+    "communities": (("id", "str"), ("human_readable_id", "int"), ("community", "int"), ("level", "int"),
+                    ("parent", "int"), ("children", "int[]"), ("title", "str"), ("entity_ids", "str[]"),
+                    ("relationship_ids", "str[]"), ("text_unit_ids", "str[]"), ("period", "str"), ("size", "int")),
+    "community_reports": (("id", "str"), ("human_readable_id", "int"), ("community", "int"), ("level", "int"),
+                          ("parent", "int"), ("children", "int[]"), ("title", "str"), ("summary", "str"),
+                          ("full_content", "str"), ("rank", "float"), ("rating_explanation", "str"),
+                          ("findings", "dict[]"), ("full_content_json", "json"), ("period", "str"), ("size", "int")),
+    "text_units": (("id", "str"), ("human_readable_id", "int"), ("text", "str"), ("n_tokens", "int"),
+                   ("document_id", "str"), ("entity_ids", "str[]"), ("relationship_ids", "str[]"),
+                   ("covariate_ids", "str[]")),
+}
+# What this method adds after GraphRAG's columns (readers that select GraphRAG's columns ignore them).
+EXTRA_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "entities": (("aliases", "str[]"),),
+    "relationships": (("source_id", "str"), ("target_id", "str")),
+    "communities": (),
+    "community_reports": (),
+    "text_units": (("document_ids", "str[]"), ("source_file", "str")),
+}
+REPORT_COLUMNS = tuple(name for name, _ in GRAPHRAG_COLUMNS["community_reports"])
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def arrow_type(doc_type: str):
+    """The pyarrow type of a type as GraphRAG's docs write it."""
+    import pyarrow as pa
+
+    finding = pa.struct([("summary", pa.string()), ("explanation", pa.string())])
+    return {"str": pa.string(), "json": pa.string(), "int": pa.int64(), "float": pa.float64(),
+            "str[]": pa.list_(pa.string()), "int[]": pa.list_(pa.int64()), "dict[]": pa.list_(finding)}[doc_type]
+
+
+def graphrag_schema(table: str):
+    """GraphRAG's documented columns of ``table`` as a pyarrow schema (without this method's extras)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, arrow_type(t)) for name, t in GRAPHRAG_COLUMNS[table]])
+
+
+def table_schema(table: str):
+    """The schema ``table`` is written with: GraphRAG's columns, then this method's extras."""
+    import pyarrow as pa
+
+    return pa.schema([(name, arrow_type(t)) for name, t in GRAPHRAG_COLUMNS[table] + EXTRA_COLUMNS[table]])
+
+
+def ingest_period(partition: str) -> str:
+    """GraphRAG's ``period`` (the ingest date, ISO 8601): a dated partition's day (a scheduled run's
+    data interval), else today's date in UTC."""
+    return partition if _ISO_DATE.match(partition) else datetime.now(timezone.utc).date().isoformat()
 
 
 def merge_relations(relations: list[dict], key_to_id: dict[str, str]) -> tuple[list[dict], Counter]:
@@ -90,10 +142,11 @@ def to_networkx(entity_rows: list[dict], relationship_rows: list[dict]):
     return g
 
 
-def communities(g, max_cluster_size: int, seed: int) -> list[dict]:
+def communities(g, max_cluster_size: int, seed: int, period: str = "") -> list[dict]:
     """Hierarchical Leiden (graspologic-native) over the weighted edges, seeded: the same graph and
     seed give the same communities. Rows in GraphRAG's shape (level 0 the coarsest; parent -1 at the
-    top). Nodes without edges belong to no community."""
+    top; human_readable_id the community number, as GraphRAG writes it; ``period`` the ingest date).
+    Nodes without edges belong to no community."""
     from graspologic_native import hierarchical_leiden
 
     edges = sorted((a, b, float(d["weight"])) if a < b else (b, a, float(d["weight"]))
@@ -114,15 +167,40 @@ def communities(g, max_cluster_size: int, seed: int) -> list[dict]:
         if p != -1:
             children[p].append(c)
     rows = []
-    for i, cid in enumerate(sorted(members, key=lambda c: (level_of[c], c))):
+    for cid in sorted(members, key=lambda c: (level_of[c], c)):
         nodes = members[cid]
         rel_ids = sorted(d["id"] for a, b, d in g.edges(nodes, data=True) if a in nodes and b in nodes)
         units = sorted({u for n in nodes for u in g.nodes[n]["text_unit_ids"]})
-        rows.append({"id": stable_id("community", str(cid), *sorted(nodes)), "human_readable_id": i,
+        rows.append({"id": stable_id("community", str(cid), *sorted(nodes)), "human_readable_id": int(cid),
                      "community": int(cid), "level": int(level_of[cid]), "parent": int(parent_of[cid]),
                      "children": sorted(int(c) for c in children[cid]), "title": f"Community {cid}",
                      "entity_ids": sorted(nodes), "relationship_ids": rel_ids, "text_unit_ids": units,
-                     "period": "", "size": len(nodes)})
+                     "period": period, "size": len(nodes)})
+    return rows
+
+
+def root_community(community_rows: list[dict]) -> dict[int, int]:
+    """Community number -> the number of its top-level ancestor (itself at level 0)."""
+    parent = {c["community"]: c["parent"] for c in community_rows}
+    roots = {}
+    for c in parent:
+        top = c
+        while parent.get(top, -1) != -1:
+            top = parent[top]
+        roots[c] = top
+    return roots
+
+
+def report_rows(reports: list[dict], period: str) -> list[dict]:
+    """community_reports.parquet rows from the report stage's records: GraphRAG's columns, findings
+    as a list of {summary, explanation} (the entity and relationship ids each finding rests on stay
+    in full_content_json), human_readable_id the community number."""
+    rows = []
+    for r in sorted(reports, key=lambda r: (r["level"], r["community"])):
+        findings = json.loads(r["findings"]) if isinstance(r["findings"], str) else r["findings"]
+        rows.append({k: r.get(k) for k in REPORT_COLUMNS} | {
+            "human_readable_id": int(r["community"]), "period": period,
+            "findings": [{"summary": f["summary"], "explanation": f["explanation"]} for f in findings]})
     return rows
 
 

@@ -22,7 +22,8 @@ from synth_tasks.methods.knowledge_graph.config import ExtractionFormat, Knowled
 from synth_tasks.methods.knowledge_graph.cooccurrence import extract as cooccur
 from synth_tasks.methods.knowledge_graph.parse import (ExtractionParseError, ground_in_chunk, link_relations,
                                                        parse_extraction)
-from synth_tasks.methods.knowledge_graph.paths import check_path_qa, names_of, sample_paths
+from synth_tasks.methods.knowledge_graph.paths import (check_path_qa, entity_name_problem, hop_evidence, names_of,
+                                                       sample_paths, state_hop, typed_edges)
 from synth_tasks.methods.knowledge_graph.resolve import Mention, resolve
 from synth_tasks.methods.knowledge_graph.retrieval import global_reports, local_chunks, mentions, name_index
 from synth_tasks.prompts import load_prompt, render
@@ -331,7 +332,7 @@ def build_graph(run: StageRun[KnowledgeGraphConfig], extractions: list[dict]) ->
 
     ent_rows, rel_rows = G.tables(entities, merged)
     g = G.to_networkx(ent_rows, rel_rows)
-    comm_rows = G.communities(g, cfg.max_cluster_size, cfg.seed)
+    comm_rows = G.communities(g, cfg.max_cluster_size, cfg.seed, G.ingest_period(run.layout.partition))
     community_of = G.finest_community(comm_rows)
     in_chunk: dict[str, tuple[set, set]] = {x["id"]: (set(), set()) for x in extractions}
     for e in ent_rows:
@@ -341,14 +342,16 @@ def build_graph(run: StageRun[KnowledgeGraphConfig], extractions: list[dict]) ->
         for u in r["text_unit_ids"]:
             in_chunk[u][1].add(r["id"])
     units = [{"id": x["id"], "human_readable_id": k, "text": x["text"], "n_tokens": x["n_tokens"],
-              "document_ids": [x["document"]], "source_file": x["source_file"],
-              "entity_ids": sorted(in_chunk[x["id"]][0]), "relationship_ids": sorted(in_chunk[x["id"]][1])}
+              "document_id": x["document"], "entity_ids": sorted(in_chunk[x["id"]][0]),
+              "relationship_ids": sorted(in_chunk[x["id"]][1]), "covariate_ids": [],  # no claim extraction
+              "document_ids": [x["document"]], "source_file": x["source_file"]}
              for k, x in enumerate(sorted(extractions, key=lambda x: x["id"]))]
     folder = run.artifact("graph")
-    store.write_parquet(f"{folder}/entities.parquet", ent_rows)
-    store.write_parquet(f"{folder}/relationships.parquet", rel_rows)
-    store.write_parquet(f"{folder}/communities.parquet", comm_rows)
-    store.write_parquet(f"{folder}/text_units.parquet", units)
+    # explicit schemas: a table with no rows (a run without relations) keeps GraphRAG's columns
+    store.write_parquet(f"{folder}/entities.parquet", ent_rows, G.table_schema("entities"))
+    store.write_parquet(f"{folder}/relationships.parquet", rel_rows, G.table_schema("relationships"))
+    store.write_parquet(f"{folder}/communities.parquet", comm_rows, G.table_schema("communities"))
+    store.write_parquet(f"{folder}/text_units.parquet", units, G.table_schema("text_units"))
     store.write_bytes(f"{folder}/graph.graphml", G.graphml(g, community_of))
 
     ref = {e["id"]: f"e{e['human_readable_id']}" for e in ent_rows}
@@ -486,60 +489,86 @@ def _short(eid: str) -> str:
     return eid[:8]
 
 
+# Every plan job has these fields (a global job leaves the path ones empty, a path job the report ones).
+EMPTY_JOB = {"hops": None, "path": None, "path_titles": None, "path_names": None, "hop_chunk_ids": None,
+             "hop_chunks": None, "hop_relations": None, "hop_types": None, "hop_evidence": None,
+             "end_candidates": None, "last_chunk_text": None, "report_title": None, "report_summary": None,
+             "report_findings": None, "report_entities": None, "split_group": None}
+
+
 def plan(run: StageRun[KnowledgeGraphConfig], reports: list[dict]) -> None:
     """Write community_reports.parquet; plan a global question per report (`global_questions`) and
     sample `paths_per_length` paths of each of `path_hops` hops whose edges come from different
-    chunks (from different documents where the graph allows); a path with a one-hop shortcut edge
-    is filtered (shortcut_edge) before any question is written."""
+    chunks (from different documents where the graph allows), never through an entity whose name is
+    no name ("and", "1, 2, 3"). A path with a one-hop shortcut edge is filtered (shortcut_edge); with
+    an LLM, so is a path whose answer is not the only entity reachable from its start along its
+    relation types (not_unique), before any question is written. With no_llm the paths become
+    graph-walk records, not questions."""
     cfg, store = run.cfg, run.store
     folder = run.artifact("graph")
-    g, ents, _ = load_graph(store, folder)
+    g, _, _ = load_graph(store, folder)
     units = {u["id"]: u for u in store.read_parquet(f"{folder}/text_units.parquet")}
-    community_of = G.finest_community(store.read_parquet(f"{folder}/communities.parquet"))
-    rows = [{k: r.get(k) for k in G.REPORT_COLUMNS} | {"human_readable_id": i}
-            for i, r in enumerate(sorted(reports, key=lambda r: (r["level"], r["community"])))]
-    store.write_parquet(f"{folder}/community_reports.parquet", rows)
+    comm_rows = store.read_parquet(f"{folder}/communities.parquet")
+    community_of = G.finest_community(comm_rows)
+    root_of = G.root_community(comm_rows)
+    store.write_parquet(f"{folder}/community_reports.parquet",
+                        G.report_rows(reports, G.ingest_period(run.layout.partition)),
+                        G.table_schema("community_reports"))
+    chunk_doc = {u: units[u]["document_id"] for u in units}
 
     def doc_of(chunk_ids: list[str]) -> str:
-        docs = Counter(units[c]["document_ids"][0] for c in chunk_ids if c in units)
+        docs = Counter(chunk_doc[c] for c in chunk_ids if c in chunk_doc)
         return sorted(docs, key=lambda d: (-docs[d], d))[0] if docs else "unknown"
 
-    empty = {"hops": None, "path": None, "path_titles": None, "path_names": None, "hop_chunk_ids": None,
-             "hop_chunks": None, "hop_relations": None, "last_chunk_text": None, "report_title": None,
-             "report_summary": None, "report_findings": None, "report_entities": None}
     for r in sorted(reports, key=lambda r: r["id"]):
         if not cfg.global_questions:
             run.kept(r["id"])
             continue
-        run.kept(r["id"], empty | {
+        # a report overlaps its parent's and children's: all questions under one top-level community
+        # go to the same side of the split
+        run.kept(r["id"], EMPTY_JOB | {
             "id": f"{r['id']}:global", "kind": "global", "community": r["community"],
             "source_document": doc_of(r["text_unit_ids"]), "report_title": r["title"],
-            "report_summary": r["summary"], "report_findings": r["findings"], "report_entities": r["entities"]})
-    chunk_doc = {u: units[u]["document_ids"][0] for u in units}
+            "report_summary": r["summary"], "report_findings": r["findings"], "report_entities": r["entities"],
+            "split_group": f"community-{root_of.get(r['community'], r['community'])}"})
+
+    typed = typed_edges(g)
+    not_names = {n for n in g.nodes if entity_name_problem(g.nodes[n]["title"]) is not None}
+    run.counts["entities_not_names"] += len(not_names)
+    kind = "graph_walk" if cfg.no_llm else "multi_hop"
     for hops in cfg.path_hops:
         kept = 0
-        for p in sample_paths(g, hops, cfg.paths_per_length, cfg.seed, chunk_doc):
-            path, chunks = p["path"], p["chunks"]
+        for p in sample_paths(g, hops, cfg.paths_per_length, cfg.seed, chunk_doc, typed=typed,
+                              require_unique=kind == "multi_hop", excluded=not_names):
+            path, chunks, labels = p["path"], p["chunks"], p["labels"]
             pid = f"path{hops}:" + "-".join(_short(n) for n in path)
             titles = [g.nodes[n]["title"] for n in path]
+            shown = " -> ".join(titles)
             run.created(pid)
             if p["shortcut"] is not None:
                 a, b = p["shortcut"]
                 run.filtered(pid, f"shortcut_edge: {g.nodes[a]['title']!r} and {g.nodes[b]['title']!r} are one hop "
-                                  f"apart", path=" -> ".join(titles))
+                                  f"apart", path=shown)
+                continue
+            if kind == "multi_hop" and p["reachable"] != [path[-1]]:
+                run.filtered(pid, f"not_unique: {len(p['reachable'])} entities are reachable from {titles[0]!r} "
+                                  f"along {' / '.join(labels)}", path=shown)
                 continue
             if kept >= cfg.paths_per_length:
                 run.filtered(pid, f"not_sampled: {cfg.paths_per_length} paths of {hops} hops already planned",
-                             path=" -> ".join(titles))
+                             path=shown)
                 continue
             kept += 1
-            run.kept(pid, empty | {
-                "id": pid, "kind": "multi_hop", "hops": hops, "community": community_of.get(path[0], -1),
+            edges = list(zip(path, path[1:]))
+            run.kept(pid, EMPTY_JOB | {
+                "id": pid, "kind": kind, "hops": hops, "community": community_of.get(path[0], -1),
                 "source_document": chunk_doc[chunks[0]], "path": path, "path_titles": titles,
                 "path_names": [names_of(g, n) for n in path], "hop_chunk_ids": chunks,
                 "hop_chunks": [units[c]["text"] for c in chunks],
-                "hop_relations": [g.edges[a, b]["description"] for a, b in zip(path, path[1:])],
-                "last_chunk_text": units[chunks[-1]]["text"]})
+                "hop_relations": [g.edges[a, b]["description"] for a, b in edges], "hop_types": labels,
+                "hop_evidence": [hop_evidence(units[c]["text"], names_of(g, a), names_of(g, b),
+                                              g.edges[a, b]["description"]) for c, (a, b) in zip(chunks, edges)],
+                "end_candidates": len(p["reachable"]), "last_chunk_text": units[chunks[-1]]["text"]})
         run.counts[f"paths_{hops}_hops"] += kept
 
 
@@ -564,14 +593,22 @@ class GlobalQAOut(BaseModel):
     supporting_entity_ids: list[str] = Field(default_factory=list)
 
 
+def _facts(job: dict) -> list[str]:
+    titles = job["path_titles"]
+    return [state_hop(titles[k], label, titles[k + 1]) for k, label in enumerate(job["hop_types"])]
+
+
 def path_messages(job: dict) -> list[dict]:
-    hops = "\n\n".join(
-        f"Fact {k + 1} (passage {c}): {job['path_titles'][k]} -> {job['path_titles'][k + 1]}: {rel}\n"
-        f"Passage {c}:\n{text[:1500]}"
-        for k, (c, rel, text) in enumerate(zip(job["hop_chunk_ids"], job["hop_relations"], job["hop_chunks"])))
+    """The question prompt of a path: each hop's fact (typed relation), its evidence sentence and its
+    passage; the start, the answer and the bridges not to name."""
+    facts = "\n\n".join(
+        f"Fact {k + 1} (passage {c}): {fact}\nEvidence: {evidence}\nPassage {c}:\n{text[:1500]}"
+        for k, (c, fact, evidence, text) in enumerate(zip(job["hop_chunk_ids"], _facts(job), job["hop_evidence"],
+                                                          job["hop_chunks"])))
     hidden = ", ".join(f'"{t}"' for t in job["path_titles"][1:-1])
-    return _prompt("path_question", hops=hops, start=job["path_titles"][0], answer=job["path_titles"][-1],
-                   hidden=hidden, chunk_ids=", ".join(job["hop_chunk_ids"]))
+    relations = " then ".join(f'"{t}"' for t in job["hop_types"])
+    return _prompt("path_question", facts=facts, start=job["path_titles"][0], answer=job["path_titles"][-1],
+                   hidden=hidden, relations=relations, chunk_ids=", ".join(job["hop_chunk_ids"]))
 
 
 def global_messages(job: dict) -> list[dict]:
@@ -581,14 +618,8 @@ def global_messages(job: dict) -> list[dict]:
                    entities=ents)
 
 
-def template_qa(job: dict) -> dict:
-    """The no-LLM question of a job (deterministic)."""
-    if job["kind"] == "multi_hop":
-        steps = [{"chunk_id": c, "step": f"{job['path_titles'][k]} relates to {job['path_titles'][k + 1]}: {rel}"}
-                 for k, (c, rel) in enumerate(zip(job["hop_chunk_ids"], job["hop_relations"]))]
-        return {"question": f"Starting from {job['path_titles'][0]}, which entity do you reach by following "
-                            f"{job['hops']} relations through passages {', '.join(job['hop_chunk_ids'])}?",
-                "answer": job["path_titles"][-1], "reasoning_steps": steps, "cited_chunk_ids": job["hop_chunk_ids"]}
+def template_global_qa(job: dict) -> dict:
+    """The no-LLM question about a community report (deterministic)."""
     ents = json.loads(job["report_entities"])
     findings = json.loads(job["report_findings"])
     return {"question": f"What are the main themes around {', '.join(e['title'] for e in ents[:2])} in these "
@@ -598,19 +629,25 @@ def template_qa(job: dict) -> dict:
 
 
 def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
-    """Write a question along each path (one that needs every hop: the bridge entities unnamed,
-    one reasoning step per hop naming its chunk, every chunk cited) or about each community report
-    (with the ids of the entities it rests on); structured output. With no_llm, template questions."""
+    """Write a question along each path from its facts and evidence (one that needs every hop: the
+    start named, the bridge entities unnamed, the answer the end entity's name, one reasoning step
+    per hop naming its chunk, every chunk cited) or about each community report (with the ids of the
+    entities it rests on); structured output. With no_llm, template questions about the reports,
+    and the paths pass on as graph walks without a question."""
     cfg = run.cfg
+    walks = [j for j in jobs if j["kind"] == "graph_walk"]
+    asked = [j for j in jobs if j["kind"] != "graph_walk"]
+    for job in walks:  # no question is written along a walk: it is published as what it is
+        run.kept(job["id"], job | {"question": None, "answer": None, "qa": None, "model": None, "raw": None})
     if cfg.no_llm:
-        done = [(j, template_qa(j), "template", None) for j in jobs]
+        done = [(j, template_global_qa(j), "template", None) for j in asked]
     else:
         def ask(job: dict):
             if job["kind"] == "multi_hop":
                 return run.llm.chat(path_messages(job), cfg.sampling(job["id"]), response_model=PathQAOut)
             return run.llm.chat(global_messages(job), cfg.sampling(job["id"]), response_model=GlobalQAOut)
 
-        done = [(j, r.parsed.model_dump(), r.model, r.text) for j, r in run.llm_calls(jobs, ask)]
+        done = [(j, r.parsed.model_dump(), r.model, r.text) for j, r in run.llm_calls(asked, ask)]
     for job, qa, model, raw in done:
         if not qa["question"].strip() or not qa["answer"].strip():
             run.failed(job["id"], "invalid_structured_output: blank question or answer", raw=raw)
@@ -633,56 +670,92 @@ def check_global(job: dict, qa: dict):
     return KEEP, list(dict.fromkeys(refs.get(x, x) for x in given))
 
 
+def walk_text(job: dict) -> str:
+    """A graph walk written out: its facts in order, then each hop's evidence with its chunk id."""
+    evidence = [f"[{c}] {e}" for c, e in zip(job["hop_chunk_ids"], job["hop_evidence"])]
+    return "\n".join([" ; ".join(_facts(job)), *evidence])
+
+
 def check(run: StageRun[KnowledgeGraphConfig], candidates: list[dict]) -> None:
-    """Keep a path question only when its answer names the answer entity and that entity occurs in
-    the last hop's chunk, no bridge entity (nor the answer) is named in the question, it has one
-    reasoning step per hop naming that hop's chunk and cites every chunk, and no shortcut edge joins
-    the path; a global question must rest on entities of its report. Local retrieval (personalised
-    PageRank from the entities the question names: the top `retrieval_k` chunks) and global
-    retrieval (the best-matching community reports) are recorded with each kept question, and how
-    many hop chunks (own reports) they find counted."""
+    """Keep a path question only when it passes the path rules (paths.py: no shortcut edge, the
+    answer the only entity reachable along the path's relation types and a real name of the end
+    entity occurring in the last hop's chunk, the start named, no bridge entity nor the answer
+    named, no hop's evidence copied, one reasoning step per hop naming its chunk, every chunk
+    cited); a global question must rest on entities of its report; a graph walk was checked when it
+    was planned. Local retrieval (personalised PageRank from the entities the question names, or
+    from a walk's start: the top `retrieval_k` chunks) and global retrieval (the best-matching
+    community reports) are recorded with each kept record, and how many hop chunks (own reports)
+    they find counted."""
     cfg = run.cfg
     g, _, _ = load_graph(run.store, run.artifact("graph")) if candidates else (None, None, None)
+    typed = typed_edges(g) if any(c["kind"] == "multi_hop" for c in candidates) else None
     index = name_index(g) if g is not None else []
     reports = run.store.read_parquet(f"{run.artifact('graph')}/community_reports.parquet") if candidates else []
     for c in candidates:
-        qa = json.loads(c["qa"])
+        qa = json.loads(c["qa"]) if c["qa"] else None
         if c["kind"] == "multi_hop":
-            verdict = check_path_qa(c, qa, has_edge=g.has_edge)
+            verdict = check_path_qa(c, qa, g, typed)
             support = list(c["path"])
+        elif c["kind"] == "graph_walk":
+            verdict, support = KEEP, list(c["path"])
         else:
             verdict, support = check_global(c, qa)
         if not verdict.keep:
             run.filtered(c["id"], verdict.reason, question=c["question"], answer=c["answer"], raw=c["raw"])
             continue
-        seeds = mentions(c["question"], index)
+        seeds = [c["path"][0]] if c["kind"] == "graph_walk" else mentions(c["question"], index)
         retrieved = [u for u, _ in local_chunks(g, seeds, cfg.retrieval_k)]
-        communities = [int(r["community"]) for r in global_reports(reports, c["question"], cfg.retrieval_k)]
+        query = c["question"] or " ".join(c["path_titles"])
+        communities = [int(r["community"]) for r in global_reports(reports, query, cfg.retrieval_k)]
         if c["kind"] == "global":
             run.counts["global_report_found"] += c["community"] in communities
-        if c["kind"] == "multi_hop":
-            steps = [f"[{s['chunk_id']}] {s['step'].strip()}" for s in qa["reasoning_steps"]]
+            steps, chunk_ids = [], []
+        else:
+            steps = [f"[{s['chunk_id']}] {s['step'].strip()}" for s in qa["reasoning_steps"]] if qa else []
             chunk_ids = list(c["hop_chunk_ids"])
             hits = sum(u in retrieved for u in chunk_ids)
             run.counts["ppr_hop_chunks"] += len(chunk_ids)
             run.counts["ppr_hop_chunks_found"] += hits
             run.counts["ppr_all_hops_found"] += hits == len(chunk_ids)
-        else:
-            steps, chunk_ids = [], []
         run.counts[f"kept_{c['kind']}"] += 1
-        answer = c["answer"] if not steps else " ".join(s.split("] ", 1)[1] for s in steps) + f"\n\n{c['answer']}"
+        if c["kind"] == "graph_walk":
+            messages, text = [], walk_text(c)
+        else:
+            answer = c["answer"] if not steps else " ".join(s.split("] ", 1)[1] for s in steps) + f"\n\n{c['answer']}"
+            messages = [{"role": "user", "content": c["question"]}, {"role": "assistant", "content": answer}]
+            text = f"{c['question']}\n\n{answer}"
         run.kept(c["id"], {
             "id": c["id"], "kind": c["kind"], "hops": c["hops"], "question": c["question"], "answer": c["answer"],
-            "reasoning_steps": steps, "path": c["path"], "path_titles": c["path_titles"], "chunk_ids": chunk_ids,
-            "community": c["community"], "supporting_entity_ids": support, "source_document": c["source_document"],
-            "local_context": retrieved, "global_context": communities, "messages": [{"role": "user", "content": c["question"]},
-                                                     {"role": "assistant", "content": answer}],
-            "model": c["model"]})
+            "reasoning_steps": steps, "path": c["path"], "path_titles": c["path_titles"],
+            "relation_types": c["hop_types"], "evidence": c["hop_evidence"], "end_candidates": c["end_candidates"],
+            "chunk_ids": chunk_ids, "community": c["community"], "supporting_entity_ids": support,
+            "source_document": c["source_document"], "split_group": c["split_group"], "local_context": retrieved,
+            "global_context": communities, "messages": messages, "text": text, "model": c["model"]})
 
 
 # --------------------------------------------------------------------------------------------
-# export: the graph files beside the QA data
+# export: the split groups, and the graph files beside the records
 # --------------------------------------------------------------------------------------------
+def with_split_groups(records: list[dict]) -> list[dict]:
+    """The final records with ``split_group``, the export's group key: records that share a hop chunk,
+    directly or through others (union-find over chunk ids), are one group, so every chunk lies on one
+    side of the split. A global question keeps the group plan gave it (its top-level community)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r in records:
+        for c in r["chunk_ids"][1:]:
+            a, b = find(r["chunk_ids"][0]), find(c)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the smallest chunk id names the group: order-independent
+    return [r | {"split_group": f"chunks-{find(r['chunk_ids'][0])}"} if r["chunk_ids"] else r for r in records]
+
+
 def export_graph_files(ctx: ExportContext, train: list[dict], validation: list[dict]) -> dict[str, str]:
     """entities / relationships / communities / community_reports / text_units .parquet and
     graph.graphml, copied from the run's graph/ folder into final/graph/."""

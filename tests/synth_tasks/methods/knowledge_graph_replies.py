@@ -5,8 +5,9 @@ knowledge-graph method: each answer depends only on the request.
   in the format the prompt asks for; gleaning rounds answer nothing new.
 - Summaries: one sentence.
 - Community reports: a finding per strongest relationship, citing its ids (and one unknown id).
-- Path questions: start from the first entity, name neither bridge nor answer, one step per hop
-  naming its passage, every passage cited.
+- Path questions: start from the first entity and ask along the relation types the prompt gives,
+  name neither bridge nor answer, answer the end entity's name, one step per hop naming its
+  passage, every passage cited.
 - Global questions: rest on the first two entities of the report."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _chunk_text(prompt: str) -> str:
 
 
 def extraction_json(text: str) -> str:
-    ex = extract(text, TYPES)
+    ex = extract(text, TYPES, every_pair=True)
     ents = [e | {"description": e["description"][:280]} for e in ex.entities[:20]]
     names = {e["name"] for e in ents}
     rels = [r | {"description": r["description"][:280]} for r in ex.relations
@@ -35,7 +36,7 @@ def extraction_json(text: str) -> str:
 
 
 def extraction_tuples(text: str) -> str:
-    ex = extract(text, TYPES)
+    ex = extract(text, TYPES, every_pair=True)
     records = [f'("entity"<|>{e["name"]}<|>{e["type"]}<|>{e["description"][:200]})' for e in ex.entities[:20]]
     records += [f'("relationship"<|>{r["source"]}<|>{r["target"]}<|>{r["description"][:200]}<|>{r["strength"]})'
                 for r in ex.relations[:20]]
@@ -57,13 +58,14 @@ def report(prompt: str) -> str:
 
 
 def path_question(prompt: str) -> str:
-    facts = re.findall(r"^Fact (\d+) \(passage ([^)]+)\): (.+?) -> (.+?): ", prompt, re.MULTILINE)
-    start = re.search(r'The question starts from "(.+?)" and its answer is "(.+?)"\.', prompt)
-    steps = [{"chunk_id": c, "step": f"The passage {c} links the previous entity to the next one."} for _, c, _, _ in facts]
-    return json.dumps({"question": f"Starting from {start.group(1)}, which entity do you reach after {len(facts)} "
-                                   "connected facts?",
-                       "answer": start.group(2), "reasoning_steps": steps,
-                       "cited_chunk_ids": [c for _, c, _, _ in facts]})
+    """Asks along the relation types the prompt lists, from the start; names no bridge, answers the
+    end entity's name."""
+    passages = re.findall(r"^Fact \d+ \(passage ([^)]+)\): ", prompt, re.MULTILINE)
+    start, answer = re.search(r'The question starts from "(.+?)" and its answer is "(.+?)"\.', prompt).groups()
+    relations = re.search(r"ask for the entity that the relations (.+?), followed in this order", prompt).group(1)
+    steps = [{"chunk_id": c, "step": f"The passage {c} links the previous entity to the next one."} for c in passages]
+    return json.dumps({"question": f"Starting from {start}, what do the relations {relations} lead to?",
+                       "answer": answer, "reasoning_steps": steps, "cited_chunk_ids": passages})
 
 
 def global_question(prompt: str) -> str:
