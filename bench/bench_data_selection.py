@@ -5,8 +5,10 @@ tokenize, export) on the 7,473 train questions of ../shared/corpora/gsm8k, one d
 target of 2,000, twice on one fresh data root: k-means first (the embedding cache is cold, so its
 embedding time is the real one), then community detection (embeddings from the cache). Then, on
 the same embeddings, MiniBatchKMeans and the time community detection takes, for the
-``community_max_items`` limit. Run: .venv/bin/python bench/bench_data_selection.py (--check: is
-the results file stale?)
+``community_max_items`` limit. Before all that, decontamination's false positives: every GSM8K
+train item checked against GSM8K test with the arithmetic left in the n-grams (as before issue #25)
+and cut out (now), the items each flags, and how many verbatim test items each can still detect.
+Run: .venv/bin/python bench/bench_data_selection.py (--check: is the results file stale?)
 """
 
 from __future__ import annotations
@@ -26,7 +28,32 @@ CORPUS = ROOT.parent / "shared" / "corpora" / "gsm8k"
 RESULT = "data_selection.json"
 TARGET = 2000
 MEASURED = ["bench/bench_data_selection.py", "bench/_common.py", "synth_tasks/methods/data_selection/*.py",
-            "synth_tasks/quality/diversity.py", "synth_tasks/quality/dedup.py"]
+            "synth_tasks/quality/diversity.py", "synth_tasks/quality/dedup.py", "synth_tasks/quality/decontamination.py"]
+
+
+def decontamination_figures() -> dict:
+    """GSM8K train (question + answer, as the screen stage checks it) against GSM8K test: items
+    flagged with the arithmetic left in the 13-grams and cut out, each flagged item with its n-gram
+    (to read by eye), and the test items that copied verbatim would no longer be caught."""
+    from synth_tasks.quality.decontamination import Decontaminator
+
+    train = [json.loads(line) for line in (CORPUS / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (CORPUS / "test.jsonl").read_text().splitlines()]
+    report: dict = {"train_items": len(train), "test_items": len(test)}
+    for name, strip in (("arithmetic_kept", False), ("arithmetic_cut", True)):
+        check = Decontaminator(("gsm8k_test",), strip_arithmetic=strip)
+        started = time.monotonic()
+        flagged = {}
+        for row, item in enumerate(train, start=1):
+            verdict = check(item["question"] + "\n" + item["answer"])
+            if not verdict.keep:
+                flagged[row] = verdict.reason
+        report[name] = {"flagged": len(flagged), "flagged_rate": round(len(flagged) / len(train), 5),
+                        "seconds": round(time.monotonic() - started, 2),
+                        "test_questions_not_caught_verbatim": sum(check(t["question"]).keep for t in test),
+                        "test_answers_not_caught_verbatim": sum(check(t["answer"]).keep for t in test),
+                        "flagged_train_lines": {str(row): reason for row, reason in flagged.items()}}
+    return report
 
 
 def run_mode(tmp: Path, store, mode: str) -> dict:
@@ -46,7 +73,10 @@ def run_mode(tmp: Path, store, mode: str) -> dict:
                                                        | {"reasons": v["filter_reasons"], "seconds": v["seconds"]}
                                                        for k, v in summary["stages"].items()},
             "dedup": summary["info"]["dedup"], "embedding": math["embedding"], "clustering": math["clustering"],
-            "items": math["items"], "clusters": math["clusters"], "largest_clusters": sizes[:5],
+            "items": math["items"], "too_long": math["too_long"], "eligible": math["eligible"],
+            "length_check": math["length_check"], "under_target": summary["info"]["under_target"],
+            "sources": summary["info"]["sources"],
+            "clusters": math["clusters"], "largest_clusters": sizes[:5],
             "unassigned": math["cluster_sizes"].get("-1", 0), "selected": math["selected"],
             "exported": summary["counts"], "diversity_before": math["diversity_before"],
             "diversity_selected": math["diversity_selected"], "tokenized": summary["info"]["tokenized"]["counts"]}
@@ -56,8 +86,8 @@ def main() -> None:
     if "--check" in sys.argv:
         print(stale(RESULT) or f"{RESULT} is current")
         return
-    if not (CORPUS / "train.jsonl").is_file():
-        sys.exit(f"{CORPUS}/train.jsonl is missing: this benchmark needs ../shared/corpora/gsm8k")
+    if not (CORPUS / "train.jsonl").is_file() or not (CORPUS / "test.jsonl").is_file():
+        sys.exit(f"{CORPUS}/train.jsonl or test.jsonl is missing: this benchmark needs ../shared/corpora/gsm8k")
     prov = provenance(MEASURED)
     with tempfile.TemporaryDirectory(prefix="bench-ds-") as tmp:
         tmp_path = Path(tmp)
@@ -71,6 +101,7 @@ def main() -> None:
 
         store = Store(f"file://{tmp}/data")
         report = {"corpus": str((CORPUS / "train.jsonl").relative_to(ROOT.parent)), "target": TARGET,
+                  "decontamination": decontamination_figures(),
                   "kmeans": run_mode(tmp_path, store, "kmeans"), "community": run_mode(tmp_path, store, "community")}
         questions = [json.loads(line)["question"].strip() for line in (CORPUS / "train.jsonl").read_text().splitlines()]
         emb = EmbeddingCache(store).embed(questions)  # all from the cache by now

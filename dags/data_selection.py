@@ -10,10 +10,12 @@ sources (a path or another DAG's output, the question and answer fields, a filte
 
 `prepare` (source rows; conversation trees to root-to-leaf threads, English by default) →
 `seq2seq` (threads to `<Role user>...<Role bot>` Input / Output pairs) → `screen` (benchmark
-decontamination) → `select` (exact and near duplicates out across domains; per domain MiniLM
-embeddings, cached by text hash, community detection or k-means, a sample of each cluster in
-proportion to its size, few-shot neighbours) → `render` (the domain's few-shot prompt) →
-`tokenize` (the embedded model's vocabulary or cl100k; over `max_tokens` dropped) → `export`.
+decontamination, arithmetic cut out of the n-grams) → `select` (exact and near duplicates out
+across domains; per domain MiniLM embeddings, cached by text hash, community detection or k-means,
+a sample of each cluster in proportion to its size among the pairs that fit `max_tokens`, few-shot
+neighbours) → `render` (the domain's few-shot prompt) → `tokenize` (the embedded model's
+vocabulary or cl100k; the chat template's special tokens as one id each) → `export`. A source
+that cannot be read fails the run before any work, naming it.
 
 Outputs in `final/`: `train.jsonl`/`.parquet`, `validation.*` (domain, source, licence, cluster,
 few-shot ids, Input, Output), `{split}_tokens.bin`, `{split}_offsets.bin`,

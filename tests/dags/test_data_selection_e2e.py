@@ -31,14 +31,22 @@ def test_shipped_mix_reaches_final_with_tokenized_files(selection_dag, tmp_path,
     assert (stages["prepare"]["input"], stages["prepare"]["produced"]) == (204, 206)
     assert stages["prepare"]["filter_reasons"] == {"language": 1}
     assert stages["seq2seq"]["filter_reasons"] == {"too_short": 2}
-    assert stages["select"]["kept"] == 44
-    # two math prompts (three GSM8K examples each) are over 1,024 tokens of the embedded vocabulary
-    assert stages["tokenize"]["filter_reasons"] == {"too_long": 2}
+    # math prompts (three GSM8K examples each) over 1,024 tokens of the embedded vocabulary are left
+    # out before sampling, so math still reaches its target of 40 (they were dropped after it, #25)
+    assert stages["select"]["kept"] == 44 and stages["select"]["filter_reasons"]["too_long"] == 10
+    assert stages["tokenize"]["filter_reasons"] == {}
+    selection = summary["info"]["selection"]
+    assert (selection["math"]["too_long"], selection["math"]["eligible"], selection["math"]["selected"]) == (10, 189, 40)
+    # chat has 4 pairs for a target of 10: the summary says so
+    assert summary["info"]["under_target"] == [
+        "under_target: chat 4 of 10: pool exhausted (4 items after deduplication, 0 of them over max_tokens 1024)"]
+    assert summary["info"]["sources"]["math/gsm8k"] == {"files": 1, "rows": 200}
 
     outputs = summary["outputs"]
     rows = {split: [json.loads(line) for line in store.read_bytes(outputs[f"{split}_jsonl"]).decode().splitlines()]
             for split in ("train", "validation")}
-    assert len(rows["train"]) + len(rows["validation"]) == 44 - 2
+    assert len(rows["train"]) + len(rows["validation"]) == 44
+    assert sum(r["domain"] == "math" for split in rows.values() for r in split) == 40
     assert {r["domain"] for r in rows["train"] + rows["validation"]} == {"math", "chat"}
     assert all(r["n_tokens"] <= 1024 for split in rows.values() for r in split)
 

@@ -5,13 +5,14 @@ prompts, and exported as text and as a tokenized training file. After the "Data 
 the length check, prepare_synthetic.py) as one accounted pipeline. No LLM.
 
 Stages (declared in ``METHOD`` below):
-    prepare   mix file -> one record per source row; conversation trees -> their threads  (one task)
+    prepare   every source read first (one that cannot be used fails the run, naming it);
+              mix file -> one record per source row; conversation trees -> their threads  (one task)
     seq2seq   threads -> Input/Output pairs (role markers or chat template); QA passes     (mapped)
-    screen    benchmark decontamination (13-gram overlap)                                  (mapped)
-    select    duplicates out across domains; per domain embed, cluster, proportional
-              sample, few-shot neighbours                                                   (one task)
+    screen    benchmark decontamination (13-gram overlap, arithmetic cut out)              (mapped)
+    select    duplicates out across domains; per domain embed, cluster, few-shot
+              neighbours, pairs over max_tokens out, then the proportional sample           (one task)
     render    the domain's few-shot prompt template                                         (mapped)
-    tokenize  real tokenizer; over max_tokens filtered                                      (mapped)
+    tokenize  real tokenizer (the chat template's special tokens as one id each)            (mapped)
     export    (core) text mix split by group, plus the tokenized arrays and their manifest
 
 Modules: ``config`` (Params), ``mix`` (the mix file and reading sources), ``conversations``

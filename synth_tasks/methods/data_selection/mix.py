@@ -1,19 +1,21 @@
 """The mix file: domains, each with a target sample count and its sources, and reading those sources.
 
 A source is a file, folder or glob of JSONL, Parquet or JSON (a list of objects), local or
-``s3://``, or another DAG's published train output (``dag: instruct``: its latest partition's
-``final/train.jsonl``; validation stays out of a training mix). Fields are named per source, with
-dotted paths into nested values (``messages.0.content``)."""
+``s3://``, or another DAG's published train output (``dag: instruct``: the ``final/train.jsonl`` of
+its newest accounted-for partition that has records; validation stays out of a training mix). Path
+sources are read only from inside the allowed input roots, DAG outputs only from inside the staging
+root. Fields are named per source, with dotted paths into nested values (``messages.0.content``)."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synth_tasks.config import ConfigError, StrictModel, parse_config
 from synth_tasks.prompts import include_dir
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE_FILES = ("*.jsonl", "*.parquet", "*.json")
+DAG_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class SourceFilter(StrictModel):
@@ -45,6 +48,16 @@ class Source(StrictModel):
     score: str | None = Field(None, description="field holding a quality score (higher is better)")
     filter: SourceFilter = Field(default_factory=SourceFilter)
     licence: str = Field(min_length=1)
+
+    @field_validator("dag")
+    @classmethod
+    def _dag_id(cls, dag: str | None) -> str | None:
+        # a DAG id, one folder under the staging root (RunLayout's rule): never a path, since
+        # "../secret/x" read another folder's train.jsonl
+        if dag is not None and (not dag or dag.startswith(".") or any(c not in DAG_ID_CHARS for c in dag)):
+            raise ValueError(f"dag {dag!r} is not a DAG id (letters, digits, '_', '.', '-', not first '.'; "
+                             "not a path)")
+        return dag
 
     @model_validator(mode="after")
     def _one_location(self):
@@ -137,32 +150,89 @@ def resolve_path(path: str, mix_url: str) -> str:
     return f"{mix_url.rsplit('/', 1)[0]}/{path}"
 
 
-def latest_dag_output(staging_store, dag_id: str) -> str:
-    """``final/train.jsonl`` of the DAG's most recently published partition (summary written last)."""
+@dataclass
+class SourceData:
+    """What one source gave: its files' rows, and for a ``dag:`` source the run it was read from
+    and the newer runs passed over (empty), with why."""
+
+    files: list[tuple[str, list[tuple[int, dict | Exception]]]]  # (file URL, numbered rows)
+    dag_run: str | None = None
+    skipped_runs: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(rows) for _, rows in self.files)
+
+    def describe(self) -> dict:
+        """The summary's line for this source (info.sources)."""
+        info: dict = {"files": len(self.files), "rows": self.n_rows}
+        if self.dag_run is not None:
+            info["dag_run"] = self.dag_run
+        if self.skipped_runs:
+            info["skipped_runs"] = self.skipped_runs
+        return info
+
+
+def _inside_staging_root(staging_store: Store, pattern: str, file_type: str) -> list[str]:
+    """The files ``pattern`` names, every one inside the staging root once symlinks and ``..`` are
+    resolved (the input policy's check, with the root DAGs publish under as the one allowed root);
+    InputError otherwise."""
+    from synth_tasks.inputs import InputError, list_input_files
+
+    try:
+        return list_input_files(staging_store, pattern, in_folder=(file_type,), allowed_roots=(staging_store.root,))
+    except InputError as exc:
+        raise InputError(f"a DAG source reads only what DAGs publish under the staging root {staging_store.root}: "
+                         f"{exc}") from None
+
+
+def dag_output(staging_store: Store, dag_id: str) -> SourceData:
+    """The rows of ``final/train.jsonl`` of the DAG's newest published partition (newest summary:
+    it is written last) that has any, read only from inside the staging root; newer accounted-for
+    runs without records are passed over and named. InputError naming the DAG, or its runs, when
+    none has records."""
     from synth_tasks.inputs import InputError
 
-    summaries = staging_store.glob(staging_store.join(dag_id, "*", "_summary.json"))
+    pattern = staging_store.join(dag_id, "*", "_summary.json")
+    if not staging_store.glob(pattern):
+        raise InputError(f"DAG {dag_id!r} has no published output under {staging_store.join(dag_id)}")
     published = []
-    for url in summaries:
-        summary = staging_store.read_json(url)
-        if summary.get("accounted_for"):
+    for url in _inside_staging_root(staging_store, pattern, "_summary.json"):
+        if staging_store.read_json(url).get("accounted_for"):
             published.append((staging_store.fs.modified(staging_store._path(url)).timestamp(), url))
     if not published:
-        raise InputError(f"DAG {dag_id!r} has no published output under {staging_store.join(dag_id)}")
-    latest = max(published)[1]
-    return latest.rsplit("/", 1)[0] + "/final/train.jsonl"
+        raise InputError(f"DAG {dag_id!r} has no accounted-for run under {staging_store.join(dag_id)}")
+    skipped: list[str] = []
+    for _, summary_url in sorted(published, reverse=True):
+        run_dir = summary_url.rsplit("/", 1)[0]
+        train = f"{run_dir}/final/train.jsonl"
+        if not staging_store.exists(train):
+            skipped.append(f"{run_dir}: no final/train.jsonl")
+            continue
+        _inside_staging_root(staging_store, train, "*.jsonl")
+        rows = read_rows(staging_store, train)
+        if not rows:
+            skipped.append(f"{run_dir}: empty (0 records)")
+            continue
+        return SourceData([(train, rows)], dag_run=run_dir, skipped_runs=skipped)
+    raise InputError(f"DAG {dag_id!r}: no accounted-for run has train records: {'; '.join(skipped)}")
 
 
-def source_files(source: Source, mix_url: str, env: Environment, staging_store: Store) -> list[str]:
-    """The files of one source: another DAG's latest train output, or what its path names, read
-    through the store of the path's own filesystem (``env.input_store``) and only from inside the
-    allowed input roots (``env.allowed_input_roots``)."""
-    from synth_tasks.inputs import list_input_files
+def read_source(source: Source, mix_url: str, env: Environment, staging_store: Store) -> SourceData:
+    """Every row of one source: another DAG's train output (``dag_output``), or the files its path
+    names, read through the store of the path's own filesystem (``env.input_store``) and only from
+    inside the allowed input roots (``env.allowed_input_roots``). InputError when a file cannot be
+    listed or read, or when the source has no rows at all (a misspelt glob, an empty file)."""
+    from synth_tasks.inputs import InputError, list_input_files
 
     if source.dag is not None:
-        return [latest_dag_output(staging_store, source.dag)]
+        return dag_output(staging_store, source.dag)
     url = resolve_path(source.path, mix_url)
-    return list_input_files(env.input_store(url), url, in_folder=SOURCE_FILES, allowed_roots=env.allowed_input_roots)
+    files = list_input_files(env.input_store(url), url, in_folder=SOURCE_FILES, allowed_roots=env.allowed_input_roots)
+    data = SourceData([(f, read_rows(env.input_store(f), f)) for f in files])
+    if data.n_rows == 0:
+        raise InputError(f"{url}: no rows in its {len(files)} file(s)")
+    return data
 
 
 def read_rows(store: Store, url: str) -> list[tuple[int, dict | Exception]]:

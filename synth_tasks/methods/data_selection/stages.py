@@ -28,42 +28,61 @@ TEXT_FIELDS = ("id", "domain", "source", "licence", "kind", "Input", "Output", "
 def prepare(run: StageRun[DataSelectionConfig], files: list[str]) -> None:
     """Read the mix file(s) and every source it lists: one record per question-answer row, and per
     conversation tree its root-to-leaf threads. Rows the source's filter refuses (and trees in other
-    languages) are filtered; unreadable sources, files and rows fail, naming them."""
+    languages) are filtered; a bad row fails alone, naming its file and line. A mix file or a source
+    that cannot be used fails the run before any record is made, naming it: every source is read
+    first (a misspelt path, an unreadable or empty file, a ``dag:`` outside the staging root or
+    without a run that has records). ``info.sources``: files and rows per source, and which run of
+    a DAG was read."""
     from synth_tasks.inputs import InputError
-    from synth_tasks.methods.data_selection.mix import parse_mix, read_rows, source_files
+    from synth_tasks.methods.data_selection.mix import read_source
 
     cfg = run.cfg
-    seen_domains: dict[str, str] = {}
-    for mix_url in files:
-        try:
-            raw = run.input_store.read_bytes(mix_url)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{mix_url}: not UTF-8 (byte {exc.start})") from None
-            mix = parse_mix(text, mix_url)
-            clash = sorted(set(mix.domains) & set(seen_domains))
-            if clash:
-                raise InputError(f"{mix_url}: domains {clash} are already defined in {seen_domains[clash[0]]}")
-        except InputError as exc:
-            run.failed(mix_url, f"bad_mix_file: {exc}")
-            continue
-        seen_domains |= {d: mix_url for d in mix.domains}
+    mixes = _read_mixes(run, files)
+    sources = []
+    problems: list[str] = []
+    for mix_url, mix in mixes:
         for domain_name, domain in mix.domains.items():
             for source in domain.sources:
-                key = f"{domain_name}/{source.name}"
                 try:
-                    urls = source_files(source, mix_url, run.env, run.store)
+                    data = read_source(source, mix_url, run.env, run.store)
                 except InputError as exc:
-                    run.failed(key, f"bad_source: {exc}")
+                    where = f"path {source.path!r}" if source.path is not None else f"dag {source.dag!r}"
+                    problems.append(f"source {domain_name}/{source.name} ({where}, in {mix_url}): {exc}")
                     continue
-                for url in urls:
-                    try:
-                        rows = read_rows(run.env.input_store(url), url)
-                    except InputError as exc:
-                        run.failed(f"{key}:{url}", f"bad_file: {exc}")
-                        continue
-                    _read_source_rows(run, cfg, domain_name, domain, source, url, rows)
+                sources.append((domain_name, domain, source, data))
+    if problems:
+        raise InputError(f"{len(problems)} source(s) cannot be used, so the run stops before any record is made: "
+                         + "; ".join(problems))
+    for domain_name, domain, source, data in sources:
+        if data.dag_run is not None:
+            log.info("source %s/%s: DAG %r, run %s%s", domain_name, source.name, source.dag, data.dag_run,
+                     f" (newer runs passed over: {data.skipped_runs})" if data.skipped_runs else "")
+        for url, rows in data.files:
+            _read_source_rows(run, cfg, domain_name, domain, source, url, rows)
+    run.info["sources"] = {f"{d}/{source.name}": data.describe() for d, _, source, data in sources}
+
+
+def _read_mixes(run: StageRun[DataSelectionConfig], files: list[str]) -> list[tuple[str, object]]:
+    """(URL, parsed mix) of every mix file; InputError naming the file when one is not UTF-8, not a
+    valid mix, or defines a domain another mix file already did."""
+    from synth_tasks.inputs import InputError
+    from synth_tasks.methods.data_selection.mix import parse_mix
+
+    mixes = []
+    seen_domains: dict[str, str] = {}
+    for mix_url in files:
+        raw = run.input_store.read_bytes(mix_url)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{mix_url}: not UTF-8 (byte {exc.start})") from None
+        mix = parse_mix(text, mix_url)
+        clash = sorted(set(mix.domains) & set(seen_domains))
+        if clash:
+            raise InputError(f"{mix_url}: domains {clash} are already defined in {seen_domains[clash[0]]}")
+        seen_domains |= {d: mix_url for d in mix.domains}
+        mixes.append((mix_url, mix))
+    return mixes
 
 
 def _read_source_rows(run: StageRun[DataSelectionConfig], cfg: DataSelectionConfig, domain_name, domain, source,
@@ -165,12 +184,17 @@ def screen(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
 # -- select -------------------------------------------------------------------------------------
 def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Across all domains: exact and near-duplicate items removed (the better-scored copy stays).
-    Then per domain: question embeddings (cached), clusters, a sample of each cluster in proportion
-    to its size up to the domain's target (best-scored first), and for each sampled item its
-    nearest neighbours in the domain's pool as few-shot examples (never itself, never a validation
-    item). Per-domain clusters, sizes, sampled counts and diversity go to the summary."""
+    Then per domain: question embeddings (cached), clusters, and for every item its nearest
+    neighbours in the domain's pool as few-shot examples (never itself, never a validation item),
+    which makes its training pair and so its token count known: pairs over ``max_tokens`` are
+    filtered here (``too_long``), before sampling, so the sample only sees items that fit. Then a
+    sample of each cluster in proportion to its size up to the domain's target (best-scored
+    first). A domain whose eligible pool is smaller than its target is named in
+    ``info.under_target`` with why. Per-domain clusters, sizes, sampled counts and diversity go to
+    the summary."""
     from synth_tasks.methods.data_selection.selection import EmbeddingCache, cluster, nearest_examples, \
         proportional_sample
+    from synth_tasks.methods.data_selection.tokenized import load_tokenizer, template_specials
     from synth_tasks.quality import diversity
     from synth_tasks.quality.dedup import exact_duplicate_of, near_duplicate_of
 
@@ -193,7 +217,9 @@ def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     run.info["dedup"] = {"input": len(records), "unique": len(unique), "seconds": round(time.monotonic() - started, 3)}
 
     cache = EmbeddingCache(run.store)
+    tok = load_tokenizer(cfg.tokenizer, template_specials(cfg.conversation_format))
     report: dict = {}
+    under_target: list[str] = []
     for domain in sorted({r["domain"] for r in unique}):
         items = sorted((r for r in unique if r["domain"] == domain), key=lambda r: r["id"])
         questions = [r["question"] for r in items]
@@ -202,11 +228,19 @@ def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
         embed_s = time.monotonic() - t0
         labels, how = cluster(embeddings, cfg)
         target = items[0]["target"]
-        scores = [r["score"] for r in items]
-        chosen = proportional_sample(labels, target, cfg.seed, scores if any(s is not None for s in scores) else None)
         k = items[0]["fewshot_k"] if items[0]["template"] else 0
         train_side = np.array([validation_bucket(str(r["group"]), cfg.seed) < cfg.train_ratio for r in items], bool)
-        examples = nearest_examples(embeddings, chosen, train_side, k)
+        # every item's examples, not only the sampled ones': its prompt, and so its length, before sampling
+        t0 = time.monotonic()
+        examples = nearest_examples(embeddings, list(range(len(items))), train_side, k)
+        shots = {i: [{"id": items[j]["id"], "question": items[j]["question"], "answer": items[j]["answer"]}
+                     for j in examples[i]] for i in range(len(items))}
+        n_tokens = [sum(map(len, encode_pair(tok, cfg, r, training_prompt(r, shots[i])))) for i, r in enumerate(items)]
+        length_s = time.monotonic() - t0
+        eligible = [i for i, n in enumerate(n_tokens) if n <= cfg.max_tokens]
+        scores = [items[i]["score"] for i in eligible]
+        chosen = [eligible[j] for j in proportional_sample([labels[i] for i in eligible], target, cfg.seed,
+                                                           scores if any(s is not None for s in scores) else None)]
         chosen_set = set(chosen)
         sizes: dict[int, int] = {}
         for label in labels:
@@ -214,19 +248,23 @@ def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
         sampled: dict[int, int] = {}
         for i, r in enumerate(items):
             c = int(labels[i])
-            if i in chosen_set:
+            if n_tokens[i] > cfg.max_tokens:
+                run.filtered(r["id"], f"too_long: {n_tokens[i]} tokens > max_tokens {cfg.max_tokens} ({tok.kind})",
+                             question=r["question"])
+            elif i in chosen_set:
                 sampled[c] = sampled.get(c, 0) + 1
-                shots = [{"id": items[j]["id"], "question": items[j]["question"], "answer": items[j]["answer"]}
-                         for j in examples[i]]
-                run.kept(r["id"], r | {"cluster": c, "fewshot_ids": [s["id"] for s in shots],
-                                       "fewshot_json": json.dumps(shots, ensure_ascii=False)})
+                run.kept(r["id"], r | {"cluster": c, "fewshot_ids": [s["id"] for s in shots[i]],
+                                       "fewshot_json": json.dumps(shots[i], ensure_ascii=False)})
             else:
                 run.filtered(r["id"], f"not_sampled: cluster {c} ({sizes[c]} items) is over its share of the "
                              f"domain's target {target}", question=r["question"])
+        too_long = len(items) - len(eligible)
         report[domain] = {
-            "items": len(items), "target": target, "selected": len(chosen), "clustering": how,
+            "items": len(items), "target": target, "too_long": too_long, "eligible": len(eligible),
+            "selected": len(chosen), "clustering": how,
             "embedding": {"seconds": round(embed_s, 3), "computed": cache.computed - fresh0,
                           "from_cache": len(items) - (cache.computed - fresh0)},
+            "length_check": {"seconds": round(length_s, 3), "tokenizer": tok.kind, "max_tokens": cfg.max_tokens},
             "clusters": len(sizes), "cluster_sizes": {str(c): s for c, s in sorted(sizes.items())},
             "sampled_per_cluster": {str(c): sampled.get(c, 0) for c in sorted(sizes)},
             "fewshot_k": k,
@@ -234,9 +272,16 @@ def select(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
             "diversity_selected": diversity.diversity_report([questions[i] for i in chosen], embeddings[chosen],
                                                              [labels[i] for i in chosen]),
         }
-        log.info("select %s: %d items, %d clusters (%s), %d selected", domain, len(items), len(sizes), how["mode"],
-                 len(chosen))
+        if len(chosen) < target:
+            why = (f"under_target: {domain} {len(chosen):,} of {target:,}: pool exhausted ({len(items):,} items after "
+                   f"deduplication, {too_long:,} of them over max_tokens {cfg.max_tokens})")
+            report[domain]["under_target"] = why
+            under_target.append(why)
+            log.warning(why)
+        log.info("select %s: %d items, %d over max_tokens, %d clusters (%s), %d selected", domain, len(items),
+                 too_long, len(sizes), how["mode"], len(chosen))
     run.info["selection"] = report
+    run.info["under_target"] = under_target
 
 
 # -- render -------------------------------------------------------------------------------------
@@ -250,27 +295,40 @@ def render_prompt(template: str | None, question: str, shots: list[dict]) -> str
     return render(load_prompt(f"data_selection/{template}"), examples=shown, question=question)
 
 
+def training_prompt(record: dict, shots: list[dict]) -> str:
+    """The Input of a record's training pair: a conversation's rendered history, or the domain's
+    few-shot prompt with ``shots``."""
+    if record["kind"] == "conversation":
+        return record["Input"]
+    return render_prompt(record["template"], record["question"], shots)
+
+
 def render_prompts(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
     """Every selected item as its training pair: Input = the domain's few-shot prompt (conversations:
     the rendered conversation), Output = the answer."""
     for r in records:
-        if r["kind"] == "conversation":
-            run.kept(r["id"], r | {"Output": r["answer"]})
-        else:
-            prompt = render_prompt(r["template"], r["question"], json.loads(r["fewshot_json"]))
-            run.kept(r["id"], r | {"Input": prompt, "Output": r["answer"]})
+        run.kept(r["id"], r | {"Input": training_prompt(r, json.loads(r["fewshot_json"] or "[]")), "Output": r["answer"]})
 
 
 # -- tokenize -----------------------------------------------------------------------------------
+def encode_pair(tok, cfg: DataSelectionConfig, record: dict, prompt: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, output ids + EOS) of a record whose Input is ``prompt``. A conversation rendered
+    with the chat template has the template's special tokens (``<|im_start|>``...) encoded as
+    their one id each, not as text; everything else is text."""
+    chat_template = record["kind"] == "conversation" and cfg.conversation_format == "chat_template"
+    return tok.encode(prompt, specials=chat_template), tok.encode(record["answer"]) + [tok.eos_id]
+
+
 def tokenize(run: StageRun[DataSelectionConfig], records: list[dict]) -> None:
-    """Count tokens with the chosen tokenizer (prompt, then output + EOS); pairs over max_tokens
-    are filtered with their count."""
-    from synth_tasks.methods.data_selection.tokenized import load_tokenizer
+    """Token ids with the chosen tokenizer (prompt, then output + EOS). Selection already dropped
+    the pairs over max_tokens; one over it here (it cannot be, with the same tokenizer) is
+    filtered with its count all the same."""
+    from synth_tasks.methods.data_selection.tokenized import load_tokenizer, template_specials
 
     cfg = run.cfg
-    tok = load_tokenizer(cfg.tokenizer)
+    tok = load_tokenizer(cfg.tokenizer, template_specials(cfg.conversation_format))
     for r in records:
-        prompt_ids, output_ids = tok.encode(r["Input"]), tok.encode(r["Output"]) + [tok.eos_id]
+        prompt_ids, output_ids = encode_pair(tok, cfg, r, r["Input"])
         n = len(prompt_ids) + len(output_ids)
         if n > cfg.max_tokens:
             run.filtered(r["id"], f"too_long: {n} tokens > max_tokens {cfg.max_tokens} ({tok.kind})",
@@ -288,9 +346,9 @@ def text_records(records: list[dict]) -> list[dict]:
 
 def tokenized_files(ctx: ExportContext, train: list[dict], validation: list[dict]) -> dict[str, str]:
     """The tokenized training files beside the text mix, in the same sample order, and their manifest."""
-    from synth_tasks.methods.data_selection.tokenized import LAYOUT, load_tokenizer, write_split
+    from synth_tasks.methods.data_selection.tokenized import LAYOUT, load_tokenizer, template_specials, write_split
 
-    tok = load_tokenizer(ctx.cfg.tokenizer)
+    tok = load_tokenizer(ctx.cfg.tokenizer, template_specials(ctx.cfg.conversation_format))
     ids = {r["id"]: r for r in ctx.records}
     outputs: dict[str, str] = {}
     counts: dict = {}

@@ -257,3 +257,198 @@ def test_a_mix_file_with_a_bad_field_fails_naming_it(store, tmp_path):
     with pytest.raises(InputError, match="target.*greater than or equal to 1|licence"):
         run_method(ds.METHOD, ds.DataSelectionConfig(), RunLayout(store, "data_selection", "bad"),
                    f"file://{tmp_path}/mix.yaml")
+
+
+# -- issue #25: sources that cannot be used fail the run, naming them ------------------------------
+def _gsm8k_sample(n: int) -> list[dict]:
+    return [json.loads(line) for line in (SAMPLES / "gsm8k_train_sample.jsonl").read_text().splitlines()[:n]]
+
+
+@pytest.mark.parametrize("second, why", [
+    ("{name: extra, path: gsm8k_trian.jsonl, licence: MIT}", r"source math/extra \(path 'gsm8k_trian.jsonl'.*no input files match"),
+    ("{name: extra, path: empty.jsonl, licence: MIT}", r"source math/extra \(path 'empty.jsonl'.*no rows in its 1 file"),
+    ("{name: extra, path: broken.parquet, licence: MIT}", r"source math/extra \(path 'broken.parquet'.*not Parquet"),
+])
+def test_a_source_that_cannot_be_used_fails_the_run_before_any_work(store, tmp_path, second, why):
+    """A misspelt second source ended the run rc 0 with one `failed` ledger row (issue #25)."""
+    from synth_tasks.inputs import InputError
+
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _gsm8k_sample(6)))
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "mix.yaml").write_text(f"domains:\n  math:\n    target: 3\n    sources:\n"
+                                       f"      - {{name: gsm8k, path: a.jsonl, licence: MIT}}\n      - {second}\n")
+    layout = RunLayout(store, "data_selection", "bad-source")
+    with pytest.raises(InputError, match=why):
+        run_method(ds.METHOD, ds.DataSelectionConfig(tokenizer="cl100k"), layout, f"file://{tmp_path}/mix.yaml")
+    assert not store.glob(f"{layout.base}/prepare/*") and not store.exists(layout.summary)
+
+
+# -- issue #25: `dag:` sources stay inside the staging root and skip empty runs --------------------
+def _publish(store, dag_id: str, partition: str, rows: list[dict], mtime: float) -> RunLayout:
+    import os
+
+    run = RunLayout(store, dag_id, partition)
+    store.write_json(run.summary, {"accounted_for": True})
+    store.write_jsonl(f"{run.final_dir}/train.jsonl", rows) if rows else \
+        store.write_bytes(f"{run.final_dir}/train.jsonl", b"")
+    os.utime(run.summary.removeprefix("file://"), (mtime, mtime))  # which run is newest, whatever the clock's grain
+    return run
+
+
+def _instruction(i: int) -> dict:
+    topics = ["primary colours", "capital of France", "boiling point of water", "largest planet"]
+    return {"id": f"i{i}", "messages": [{"role": "user", "content": f"Tell me about the {topics[i]}."},
+                                        {"role": "assistant", "content": f"A short answer about the {topics[i]}."}]}
+
+
+def _dag_mix(tmp_path, dag: str) -> str:
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _gsm8k_sample(4)))
+    (tmp_path / "mix.yaml").write_text(f"""
+domains:
+  math:
+    target: 2
+    sources: [{{name: gsm8k, path: a.jsonl, licence: MIT}}]
+  instructions:
+    target: 2
+    sources: [{{name: inst, dag: "{dag}", id: id, licence: "made by a DAG"}}]
+""")
+    return f"file://{tmp_path}/mix.yaml"
+
+
+def test_a_dag_source_is_a_dag_id_not_a_path(store, tmp_path):
+    """`dag: ../secret/fakedag` published another folder's train.jsonl (issue #25)."""
+    from synth_tasks.inputs import InputError
+
+    # beside the staging root: {tmp_path}/stage/../secret/fakedag
+    _publish(type(store)(f"file://{tmp_path}/secret"), "fakedag", "p1", [_instruction(0)], 1_000_000)
+    layout = RunLayout(store, "data_selection", "escape")
+    with pytest.raises(InputError, match=r"dag '\.\./secret/fakedag' is not a DAG id"):
+        run_method(ds.METHOD, ds.DataSelectionConfig(tokenizer="cl100k"), layout, _dag_mix(tmp_path, "../secret/fakedag"))
+    assert not store.exists(layout.summary)
+
+
+def test_a_dag_source_linked_out_of_the_staging_root_is_refused(store, tmp_path):
+    """The same escape through a symlink: the resolved path must lie inside the staging root."""
+    import os
+
+    from synth_tasks.inputs import InputError
+
+    secret = tmp_path / "secret"
+    _publish(type(store)(f"file://{secret}"), "fakedag", "p1", [_instruction(0)], 1_000_000)
+    os.makedirs(store.root.removeprefix("file://"), exist_ok=True)
+    os.symlink(secret / "fakedag", f"{store.root.removeprefix('file://')}/fakedag")
+    layout = RunLayout(store, "data_selection", "linked")
+    with pytest.raises(InputError, match=r"source instructions/inst \(dag 'fakedag'.*reads only what DAGs publish under the "
+                                         r"staging root .*is outside"):
+        run_method(ds.METHOD, ds.DataSelectionConfig(tokenizer="cl100k"), layout, _dag_mix(tmp_path, "fakedag"))
+    assert not store.exists(layout.summary)
+
+
+def test_a_dag_source_skips_empty_runs_and_names_the_run_it_read(store, tmp_path):
+    """The newest accounted run was empty and its domain vanished silently (issue #25)."""
+    from synth_tasks.inputs import InputError
+
+    older = _publish(store, "instruct", "2026-01-01", [_instruction(0), _instruction(1)], 1_000_000)
+    newest = _publish(store, "instruct", "2026-01-02", [], 2_000_000)
+    layout = RunLayout(store, "data_selection", "dag-empty")
+    results = run_method(ds.METHOD, ds.DataSelectionConfig(tokenizer="cl100k"), layout, _dag_mix(tmp_path, "instruct"))
+    summary = store.read_json(results["export"]["summary"])
+    assert summary["accounted_for"], summary["problems"]
+    records = _records(layout, results["export"], "train_jsonl", "validation_jsonl")
+    assert sorted(r["id"] for r in records if r["domain"] == "instructions") == ["instructions/inst/i0",
+                                                                                  "instructions/inst/i1"]
+    assert summary["info"]["sources"]["instructions/inst"] == {
+        "files": 1, "rows": 2, "dag_run": older.base, "skipped_runs": [f"{newest.base}: empty (0 records)"]}
+    # no run with records at all: the run fails, naming the runs it passed over
+    _publish(store, "instruct", "2026-01-01", [], 1_000_000)
+    with pytest.raises(InputError, match=r"DAG 'instruct': no accounted-for run has train records: .*2026-01-02: empty"
+                                         r".*2026-01-01: empty"):
+        run_method(ds.METHOD, ds.DataSelectionConfig(tokenizer="cl100k"), RunLayout(store, "data_selection", "none"),
+                   _dag_mix(tmp_path, "instruct"))
+
+
+# -- issue #25: too_long is decided before sampling, so the target is met --------------------------
+def test_items_over_max_tokens_never_leave_a_domain_under_its_target(store, tmp_path):
+    """173 items were dropped as too_long after sampling and never replaced (issue #25). Here the
+    four best-scored items are too long: the sample takes the next ones instead."""
+    rows = _gsm8k_sample(14)  # 84 to 362 tokens each (cl100k, question + answer + EOS)
+    for i, r in enumerate(rows):
+        r["score"] = float(100 - i)
+        if i in (0, 1, 2, 3, 11):  # the best four of domain big, the best of small: over 400 tokens
+            r["answer"] = " ".join([r["answer"]] * 15)
+    (tmp_path / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:11]))
+    (tmp_path / "small.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[11:]))
+    (tmp_path / "mix.yaml").write_text("""
+domains:
+  big:
+    target: 6
+    sources: [{name: s, path: big.jsonl, score: score, licence: MIT}]
+  small:
+    target: 5
+    sources: [{name: s, path: small.jsonl, score: score, licence: MIT}]
+""")
+    layout = RunLayout(store, "data_selection", "too-long")
+    cfg = ds.DataSelectionConfig(tokenizer="cl100k", max_tokens=400, n_clusters=1)
+    results = run_method(ds.METHOD, cfg, layout, f"file://{tmp_path}/mix.yaml")
+    summary = store.read_json(results["export"]["summary"])
+    assert summary["accounted_for"], summary["problems"]
+    stages = summary["stages"]
+    assert stages["select"]["filter_reasons"]["too_long"] == 5  # the long four of big, the long one of small
+    assert stages["tokenize"]["filter_reasons"] == {}
+    records = _records(layout, results["export"], "train_jsonl", "validation_jsonl")
+    assert all(r["n_tokens"] <= 400 for r in records)
+    # one cluster, best-scored first: the six best of those that fit
+    assert sorted((r["score"] for r in records if r["domain"] == "big"), reverse=True) == [96, 95, 94, 93, 92, 91]
+    sel = summary["info"]["selection"]
+    assert (sel["big"]["too_long"], sel["big"]["eligible"], sel["big"]["selected"]) == (4, 7, 6)
+    # the small domain cannot reach its target: it says so, and why
+    assert len([r for r in records if r["domain"] == "small"]) == 2
+    assert summary["info"]["under_target"] == [
+        "under_target: small 2 of 5: pool exhausted (3 items after deduplication, 1 of them over max_tokens 400)"]
+
+
+# -- issue #25: the chat template's special tokens are tokens, not text -----------------------------
+@pytest.mark.parametrize("kind", ["embedded", "cl100k"])
+def test_the_chat_templates_special_tokens_encode_as_one_id_each(kind):
+    from synth_tasks.methods.data_selection.tokenized import template_specials
+
+    specials = template_specials("chat_template")
+    assert specials == ("<|im_end|>", "<|im_start|>")
+    tok = load_tokenizer(kind, specials)
+    text = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok.encode(text, specials=True)
+    start, end = tok.special_tokens["<|im_start|>"], tok.special_tokens["<|im_end|>"]
+    assert ids[0] == start and ids.count(start) == 2 and ids.count(end) == 1
+    assert tok.decode(ids) == text and tok.identity()["special_tokens"] == {"<|im_end|>": end, "<|im_start|>": start}
+    if kind == "embedded":
+        assert (start, end) == (1, 2)  # the GGUF's own control tokens
+    else:
+        assert min(start, end) >= 100277 and tok.vocab_size == 100279  # above cl100k_base's vocabulary
+    assert len(tok.encode("<|im_start|>")) > 1  # text that is not the template's stays text
+
+
+def test_a_chat_template_mix_writes_special_token_ids_and_records_them(store, tmp_path):
+    """`<|im_start|>` was encoded as 7 text tokens (issue #25)."""
+    (tmp_path / "mix.yaml").write_text(f"""
+domains:
+  chat:
+    target: 10
+    sources:
+      - {{name: oasst, path: {SAMPLES}/oasst_trees_sample.jsonl, format: oasst_trees, licence: CC0}}
+""")
+    layout = RunLayout(store, "data_selection", "chat-template")
+    cfg = ds.DataSelectionConfig(tokenizer="cl100k", conversation_format="chat_template")
+    results = run_method(ds.METHOD, cfg, layout, f"file://{tmp_path}/mix.yaml")
+    export = results["export"]
+    manifest = json.loads(store.read_bytes(export["tokenized_manifest"]))
+    start = manifest["tokenizer"]["special_tokens"]["<|im_start|>"]
+    tok = load_tokenizer("cl100k", ("<|im_end|>", "<|im_start|>"))
+    folder = export["tokenized_manifest"].rsplit("/", 1)[0]
+    rows = _records(layout, export, "train_jsonl")
+    tokens, offsets, prompt_lengths = read_split(store, folder, "train")
+    assert rows
+    for i, r in enumerate(rows):
+        prompt = tokens[offsets[i]:offsets[i] + prompt_lengths[i]]
+        assert prompt[0] == start and list(prompt).count(start) == r["Input"].count("<|im_start|>")
+        assert tok.decode(prompt) == r["Input"]

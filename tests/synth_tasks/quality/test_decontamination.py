@@ -49,3 +49,36 @@ def test_ordinary_math_text_is_kept(decontaminate):
 def test_unknown_benchmark_is_named():
     with pytest.raises(KeyError, match="unknown benchmark 'mmlu'"):
         Decontaminator(benchmarks=("mmlu",))
+
+
+# -- issue #25: arithmetic made 13-grams that said nothing about a copy -------------------------------
+# GSM8K train item 5004 (MIT): its solution shares "7 days in a week so she eats 3*7 = <<3*7=21>>21"
+# with test item 19 (Claire's omelets), a 13-gram of calculator annotations ("... 3 7 3 7 21")
+SANDRA = {"question": "Sandra eats 3 beignets every morning.  How many beignets will she eat in 16 weeks?",
+          "answer": "She eats 3 beignets every morning and there are 7 days in a week so she eats 3*7 = <<3*7=21>>21 "
+                    "beignets in a week\nShe eats 21 beignets in a week so over 16 weeks she will have eaten 21*16 = "
+                    "<<336=336>>336 beignets\n#### 336"}
+
+
+def test_calculator_annotations_do_not_make_a_shared_ngram(decontaminate):
+    text = SANDRA["question"] + "\n" + SANDRA["answer"]
+    assert decontaminate(text).keep
+    # the n-grams with the arithmetic left in (as before) flag it
+    assert not Decontaminator(strip_arithmetic=False)(text).keep
+
+
+def test_arithmetic_is_cut_out_and_no_ngram_spans_the_cut():
+    from synth_tasks.quality.decontamination import word_stretches
+
+    assert word_stretches("so she eats 3*7 = <<3*7=21>>21 eggs; 2 weeks * 7 days/week = 14 days at $1.50 each") == [
+        ["so", "she", "eats"], ["21", "eggs"], ["days", "at", "150", "each"]]
+    # lone numbers in prose stay, a price or a fraction as one number
+    assert word_stretches("Claire makes a 3 egg omelet in 4 weeks, gives 1/3 away and sells 2 at $1.50") == [
+        ["claire", "makes", "a", "3", "egg", "omelet", "in", "4", "weeks", "gives", "13", "away", "and", "sells", "2",
+         "at", "150"]]
+
+
+def test_a_copied_question_with_other_numbers_in_its_solution_is_still_removed(decontaminate):
+    item = GSM8K[18]  # Claire's omelets: the question copied, the solution's arithmetic redone
+    answer = re.sub(r"\d+", "5", item["answer"])
+    assert not decontaminate(item["question"] + "\n" + answer).keep
