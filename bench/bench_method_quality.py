@@ -15,7 +15,9 @@ inputs from ../shared/corpora (read in place or sliced into build/bench-method-q
 include/ samples when the corpora are missing, which the results say), and the embedded server this
 script starts (``--model quality``: Qwen2.5-Coder-1.5B Q4, needs ``make quality-model``; ``smollm2``:
 the 135M model). A server that was already running is left running. Every LLM method gets a fresh
-``cache_namespace``, so no answer comes from an earlier run's response cache.
+``cache_namespace``, so no answer comes from an earlier run's response cache; ``--cache-namespace``
+replays an earlier run's answers instead (measuring again after a pipeline change that left the
+prompts as they were).
 
 Goals: mind kept and on topic >= 0.70; markdown_qa grounded >= 0.70; instruct surviving evolutions
 >= 0.30; papers quote on the cited page >= 0.60; knowledge_graph >= 3 entities and >= 2 relations per
@@ -112,7 +114,7 @@ def markdown_section(path: Path, heading: str) -> str:
     return "\n".join(out).strip() + "\n"
 
 
-def prepare_inputs(model: str) -> tuple[dict[str, dict], bool]:
+def prepare_inputs(model: str, namespace: str | None = None) -> tuple[dict[str, dict], bool]:
     """Per method its conf (Params) and a description of its input; whether ../shared/corpora was
     there. Inputs sliced from the corpora are written under build/bench-method-quality/inputs/."""
     corpus = CORPORA.is_dir()
@@ -211,7 +213,7 @@ def prepare_inputs(model: str) -> tuple[dict[str, dict], bool]:
     # data_selection: no LLM, its default mix
     plan["data_selection"] = {"conf": {}, "input": "include/configs/data_selection_mix.yaml (the default small mix)"}
 
-    namespace = f"bench-method-quality-{model}-{time.strftime('%Y%m%dT%H%M%S')}"
+    namespace = namespace or f"bench-method-quality-{model}-{time.strftime('%Y%m%dT%H%M%S')}"
     for name in LLM_METHODS:
         plan[name]["conf"]["cache_namespace"] = namespace
     return plan, corpus
@@ -805,6 +807,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset (default: all eight)")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="per method (default 1800)")
     parser.add_argument("--check", action="store_true", help="is the results file stale?")
+    parser.add_argument("--cache-namespace", help="replay an earlier run's answers from the response cache (its "
+                                                  "namespace, in that run's conf): to measure again after a "
+                                                  "pipeline change that did not change the prompts")
     args = parser.parse_args(argv)
     suffix = "" if args.model == "quality" else f"-{args.model}"
     json_name, md_path = f"method_quality{suffix}.json", RESULTS / f"method_quality_samples{suffix}.md"
@@ -819,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("SYNTH_RUN_DIR", str(ROOT / ".run"))  # where `make llm-up` keeps the servers' state
     prov = provenance(MEASURED)
-    plan, corpus = prepare_inputs(args.model)
+    plan, corpus = prepare_inputs(args.model, args.cache_namespace)
     env = dag_env(args.model)
     prepare_airflow(env)
 
