@@ -92,9 +92,22 @@ def test_the_embedded_model_grows_a_hub_and_the_ledger_balances(personas_dag, em
     configuration it names, triggered the same way.)"""
     monkeypatch.setenv("SYNTH_DATA_ROOT", f"file://{tmp_path}/data")
     small = {"personas_per_text": 1, "expand_depth": 1, "relations_per_persona": 1, "max_personas": 1,
-             "templates": ["user_instruction"], "source": "none", "max_tokens": 96, "text_max_chars": 400}
+             "templates": ["user_instruction"], "source": "none", "max_tokens": 96, "text_max_chars": 400, "seed": 1}
     run = run_dag(personas_dag, BASE_CONF | small)
     store, summary = run.store, run.summary
+    if run.state == "failed":
+        # The 135M model writes only placeholder personas ("...", "[name]") on some runs (its output
+        # is not the same run to run, seed or not: with seed 1, one run in two or three here): then
+        # the run must stop at dedup saying so (NoNewPersonas), with every stage before it balanced
+        # and the hub untouched.
+        assert run_state(run.dag_run.get_task_instance("dedup")) == "failed"
+        assert run_state(run.dag_run.get_task_instance("expand", map_index=0)) == "success"
+        for name in ("prepare", "text_to_persona", "expand"):
+            for url in store.glob(f"{run.base}/_stats/{name}/*.json"):
+                s = store.read_json(url)
+                assert s["kept"] + s["filtered"] + s["failed"] == s["input"], name
+        assert len(_hub(store)) == 0
+        pytest.skip("the 135M model wrote only placeholder personas this time: the run failed at dedup, as it must")
     assert run.state == "success" and summary["accounted_for"], summary and summary["problems"]
     stages = summary["stages"]
     for name, s in stages.items():
