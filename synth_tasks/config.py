@@ -99,9 +99,14 @@ class MethodConfig(StrictModel):
     train_ratio: float = param(0.9, "Share of groups (source documents, lineages) in the train split.",
                                section="Output", title="Train share", gt=0.0, le=1.0)
     seed: int = param(0, "Seeds sampling and the split; part of every cache key.", section="Output", title="Seed")
-    shard_size: int = param(64, "Records per mapped task. Grown automatically when the shard count "
-                            "would pass Airflow's [core] max_map_length.", section="Scheduling",
-                            title="Shard size", ge=1)
+    task_target_seconds: float = param(
+        30.0, "Work each mapped task should carry, in seconds: shards are planned from each stage's declared "
+        "cost per record so that starting a task (about 0.3 s of Airflow's time) stays small beside it.",
+        section="Scheduling", title="Target seconds per task", gt=0)
+    shard_size: int | None = param(None, "Records per mapped task; empty: planned from the stages' cost and "
+                                   "the target seconds per task. Either way grown when the shard count would "
+                                   "pass Airflow's [core] max_map_length.", section="Scheduling",
+                                   title="Shard size", ge=1)
     max_active_tasks_per_run: int = param(
         int(os.environ.get("SYNTH_MAX_ACTIVE_TASKS", "4")), "Mapped tasks of one stage that run at once in one DAG run. Read when the DAG is parsed "
         "(default from $SYNTH_MAX_ACTIVE_TASKS); a different value at trigger time fails the run.",

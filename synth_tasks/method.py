@@ -28,15 +28,26 @@ packages (``method_names``), so adding a method touches no core file.
 from __future__ import annotations
 
 import importlib
+import itertools
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import synth_tasks.methods
 
 from synth_tasks.config import LLMParams, MethodConfig
 
 EXPORT = "export"
+
+# Seconds per record assumed for a stage without an LLM that declares no cost: 10 ms, above every
+# text stage measured on the shipped samples (0.06-11 ms a record, see the methods' ``cost=``), so
+# an undeclared stage errs toward more tasks rather than one task holding hours of unknown work.
+DEFAULT_TEXT_SECONDS = 0.01
+# Tokens a second one request decodes on the reference endpoint: a 7-8B model served by vLLM on one
+# data-centre GPU decodes 30-60 tokens/s per request at a moderate batch; 40 is the low middle.
+# Each request is costed at its max_tokens, an upper bound, so the plan errs toward shorter tasks
+# where a retry repeats less work.
+LLM_TOKENS_PER_SECOND = 40.0
 # Folders of a partition that are the runner's own (see storage.RunLayout).
 RESERVED_FOLDERS = {EXPORT, "final", "_ledger", "_dropped", "_stats", "_staging", "_summary.json"}
 
@@ -51,7 +62,11 @@ class Stage:
     ``artifacts``: folders of files the stage writes beside its output shards, for a later stage or
     the export to read: reached by name with ``run.artifact(name)`` and ``ctx.artifact(name)``, and
     cleared with the stage folders when a partition is run again. An artifact named after the
-    stage itself is the stage's own folder (the graph stage's graph files beside its shards)."""
+    stage itself is the stage's own folder (the graph stage's graph files beside its shards).
+    ``cost``: seconds of work per record of the shard the stage is mapped over (a record the last
+    unmapped stage wrote, so a stage after a fan-out counts the fan-out), on the reference machine:
+    a number or ``cost(cfg)``. The shard plan sizes shards from it (``synth_tasks.stage.plan_shards``);
+    None: ``llm_seconds(cfg, 1)`` for an LLM stage, ``DEFAULT_TEXT_SECONDS`` for any other."""
 
     name: str
     run: Callable[..., None]
@@ -59,6 +74,23 @@ class Stage:
     llm: str | None = None
     asset: str | None = None
     artifacts: tuple[str, ...] = ()
+    cost: float | Callable[[Any], float] | None = None
+
+    def seconds_per_record(self, cfg) -> float:
+        """The declared cost of one record under ``cfg`` (see ``cost``)."""
+        if callable(self.cost):
+            return float(self.cost(cfg))
+        if self.cost is not None:
+            return float(self.cost)
+        return llm_seconds(cfg, requests=1) if self.llm is not None else DEFAULT_TEXT_SECONDS
+
+
+def llm_seconds(cfg, requests: float, max_tokens: int | None = None) -> float:
+    """Seconds an LLM stage spends per record: ``requests`` calls per record, each decoding up to
+    ``max_tokens`` (default ``cfg.max_tokens``, else 1024) at ``LLM_TOKENS_PER_SECOND``, with
+    ``cfg.concurrency`` of them in flight at once."""
+    tokens = max_tokens if max_tokens is not None else getattr(cfg, "max_tokens", 1024)
+    return requests * tokens / LLM_TOKENS_PER_SECOND / max(1, getattr(cfg, "concurrency", 1))
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,12 @@ class Method:
     def artifacts(self) -> tuple[str, ...]:
         """Every stage's declared artifacts (folders of the partition, beside the stage folders)."""
         return tuple(a for s in self.stages for a in s.artifacts)
+
+    def mapped_after(self, stage: Stage) -> list[Stage]:
+        """The mapped stages that follow ``stage`` up to the next unmapped one: the tasks its
+        output shards become."""
+        following = self.stages[self.stages.index(stage) + 1:]
+        return list(itertools.takewhile(lambda s: s.mapped, following))
 
     @property
     def llm_stages(self) -> list[Stage]:

@@ -217,11 +217,32 @@ def plan_shard_size(n_records: int, shard_size: int, max_shards: int | None) -> 
     return grown
 
 
-def write_shards(layout: RunLayout, stage: str, rows: list[dict], shard_size: int) -> list[str]:
-    """``rows`` as consecutive shards (at least one, maybe empty, so the next stage always runs)."""
-    starts = range(0, len(rows), shard_size) if rows else [0]
-    return [layout.store.write_parquet(layout.part(stage, shard), rows[start : start + shard_size])
-            for shard, start in enumerate(starts)]
+def plan_shards(n_records: int, seconds_per_record: float, target_seconds: float, shard_size: int | None,
+                max_shards: int | None) -> list[int]:
+    """The records in each shard an unmapped stage writes, in order (at least one shard, maybe
+    empty, so the next stage always runs).
+
+    ``shard_size`` given: shards of that size, the last one holding the rest (grown to fit
+    ``max_shards``). Else planned: as many shards as can each carry ``target_seconds`` of work at
+    ``seconds_per_record`` (the cost of the mapped stages that will run over them), at most
+    ``max_shards``, records spread evenly so every shard carries the target (only a single shard may
+    carry less: there are too few records for more)."""
+    if shard_size is not None:
+        size = plan_shard_size(n_records, shard_size, max_shards)
+        return [min(size, n_records - start) for start in range(0, n_records, size)] or [0]
+    per_shard = math.ceil(target_seconds / seconds_per_record) if seconds_per_record > 0 else n_records
+    n_shards = max(1, n_records // max(1, per_shard))
+    if max_shards is not None:
+        n_shards = min(n_shards, max_shards)
+    base, rest = divmod(n_records, n_shards)
+    return [base + (1 if i < rest else 0) for i in range(n_shards)]
+
+
+def write_shards(layout: RunLayout, stage: str, rows: list[dict], sizes: list[int]) -> list[str]:
+    """``rows`` as consecutive shards of the given sizes (``plan_shards``)."""
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [layout.store.write_parquet(layout.part(stage, shard), rows[start : start + size])
+            for shard, (start, size) in enumerate(zip(starts, sizes))]
 
 
 def _uniform(rows: list[dict]) -> list[dict]:
@@ -249,7 +270,7 @@ def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Ha
     store for the input's own filesystem and, with ``allowed_roots``, only from inside those (then
     the partition's work is started afresh);
     a mapped stage takes the one shard its upstream hand-off names; an unmapped stage takes all of
-    its upstream hand-offs and writes its output in shards again (grown to fit ``max_shards``)."""
+    its upstream hand-offs and writes its output in shards again, planned by ``plan_shards``."""
     started, started_at = time.monotonic(), time.time()
     env = env or Environment(partition=layout.partition, data_root=layout.store.root)
     first = stage is method.stages[0]
@@ -289,8 +310,13 @@ def run_stage(method: Method, stage: Stage, cfg, layout: RunLayout, upstream: Ha
     if stage.mapped:
         outputs = [layout.store.write_parquet(layout.part(stage.name, shard), run.outputs)]
     else:
-        size = plan_shard_size(len(run.outputs), cfg.shard_size, max_shards)
-        outputs = write_shards(layout, stage.name, run.outputs, size)
+        # The tasks these shards become run every mapped stage up to the next unmapped one.
+        work = sum(s.seconds_per_record(cfg) for s in method.mapped_after(stage))
+        sizes = plan_shards(len(run.outputs), work, cfg.task_target_seconds, cfg.shard_size, max_shards)
+        log.info("%s: %d records in %d shards of %d-%d (%s)", stage.name, len(run.outputs), len(sizes), min(sizes),
+                 max(sizes), f"shard_size={cfg.shard_size}" if cfg.shard_size is not None else
+                 f"planned: {work * 1000:.2f} ms of work a record, {cfg.task_target_seconds:g} s a task")
+        outputs = write_shards(layout, stage.name, run.outputs, sizes)
     stats = run.stats(time.monotonic() - started) | ({"started_at": started_at} if first else {})
     layout.store.write_json(layout.stats_part(stage.name, shard), stats)  # last: the shard is complete
     log.info("%s shard %d: in %d, kept %d, filtered %d, failed %d, produced %d", stage.name, shard,

@@ -10,9 +10,9 @@ import pytest
 
 from synth_tasks.config import MethodConfig
 from synth_tasks.ledger import LedgerError
-from synth_tasks.method import Export, Method, Stage
+from synth_tasks.method import DEFAULT_TEXT_SECONDS, Export, Method, Stage, llm_seconds
 from synth_tasks.pipeline import run_method
-from synth_tasks.stage import plan_shard_size, run_stage
+from synth_tasks.stage import plan_shard_size, plan_shards, run_stage
 
 
 class Cfg(MethodConfig):
@@ -166,6 +166,66 @@ def test_shard_size_grows_to_fit_airflows_map_limit(caplog):
     with caplog.at_level("WARNING"):
         assert plan_shard_size(210, 10, 10) == 21
     assert "max_map_length=10" in caplog.text and "shard_size=10" in caplog.text
+
+
+@pytest.mark.parametrize("n_records", [0, 1, 7, 99, 100, 101, 1_000, 12_345, 250_000])
+@pytest.mark.parametrize("seconds_per_record", [0.0001, 0.003, 0.75, 6.4, 90.0])
+@pytest.mark.parametrize("max_shards", [None, 1024, 5])
+def test_every_planned_task_carries_the_target_work_within_the_map_limit(n_records, seconds_per_record, max_shards):
+    target = 30.0
+    sizes = plan_shards(n_records, seconds_per_record, target, None, max_shards)
+    assert sum(sizes) == n_records and len(sizes) >= 1
+    assert max_shards is None or len(sizes) <= max_shards
+    assert len(sizes) <= max(1, n_records)  # never more shards than records
+    if len(sizes) > 1:  # one shard may carry less: there are too few records for two
+        assert all(size * seconds_per_record >= target for size in sizes)
+    assert max(sizes) - min(sizes) <= 1  # the work spread evenly: no short last shard
+    if max_shards is None or len(sizes) < max_shards:  # the map limit did not force bigger shards
+        # as many tasks as the work fills: one more shard would leave some below the target
+        assert (n_records // (len(sizes) + 1)) * seconds_per_record < target or n_records < len(sizes) + 1
+
+
+def test_an_explicit_shard_size_wins_over_the_plan():
+    assert plan_shards(10, 90.0, 30.0, 3, None) == [3, 3, 3, 1]  # the old fixed shards, short last one included
+    assert plan_shards(0, 90.0, 30.0, 3, None) == [0]
+    assert plan_shards(210, 0.001, 30.0, 10, 10) == [21] * 10  # still grown to the map limit
+    assert plan_shards(210, 0.001, 30.0, None, 10) == [210]  # planned: cheap records make one task
+
+
+def test_no_work_after_a_stage_means_one_shard():
+    assert plan_shards(5_000, 0.0, 30.0, None, 1024) == [5_000]
+
+
+def test_the_plan_sums_the_mapped_stages_up_to_the_next_unmapped_one(layout, inputs):
+    """7 records; prepare's shards feed two mapped stages of 4 s and 6 s a record: 30 s a task
+    needs 3 records, so 2 shards (4 and 3); the stages after the unmapped one do not count."""
+    method = Method(dag_id="t", config=Cfg, stages=(
+        Stage("prepare", _prepare, mapped=False),
+        Stage("work", _mixed, cost=4.0),
+        Stage("more", lambda run, records: [run.kept(r["id"], r) for r in records], cost=lambda cfg: 6.0),
+        Stage("gather", lambda run, records: [run.kept(r["id"], r) for r in records], mapped=False),
+        Stage("last", lambda run, records: [run.kept(r["id"], r) for r in records], cost=1000.0)),
+        export=Export(group_key="id"))
+    assert [s.name for s in method.mapped_after(method.stages[0])] == ["work", "more"]
+    results = run_method(method, Cfg(), layout, inputs, until="prepare")
+    assert [h["stats"]["produced"] for h in results["prepare"]] == [7, 7]  # the stage's stats, per hand-off
+    assert [len(layout.store.read_parquet(h["output"])) for h in results["prepare"]] == [4, 3]
+    results = run_method(method, Cfg(task_target_seconds=1000), layout, inputs, until="prepare")
+    assert len(results["prepare"]) == 1
+    results = run_method(method, Cfg(shard_size=2), layout, inputs, until="prepare")
+    assert [len(layout.store.read_parquet(h["output"])) for h in results["prepare"]] == [2, 2, 2, 1]
+
+
+def test_a_stage_without_a_declared_cost_is_costed_by_its_llm_requests_or_as_text():
+    class LLMCfg(Cfg):
+        max_tokens: int = 400
+        concurrency: int = 4
+
+    cfg = LLMCfg()
+    assert Stage("s", _mixed).seconds_per_record(cfg) == DEFAULT_TEXT_SECONDS
+    assert Stage("s", _mixed, llm="x").seconds_per_record(cfg) == llm_seconds(cfg, requests=1) > 1
+    assert llm_seconds(cfg, requests=3, max_tokens=800) == 6 * llm_seconds(cfg, requests=1)
+    assert Stage("s", _mixed, cost=lambda c: c.max_tokens / 100).seconds_per_record(cfg) == 4.0
 
 
 def test_grown_shards_reach_the_mapped_stage(layout, inputs):

@@ -27,7 +27,6 @@ class CurriculumConfig(LLMParams):
         MethodConfig, "input_path", "include/configs/curriculum/stages.yaml",
         "The stages file (YAML: stages in order with prompts, grade band, word list, item counts); its word "
         "lists are read beside it. Point it at your own file to add, remove or reorder stages.")
-    shard_size: int = override(MethodConfig, "shard_size", 32)
     train_ratio: float = override(MethodConfig, "train_ratio", 1.0,
                                   "Share of training items in train.jsonl and the stage shards; the rest go to "
                                   "validation.jsonl. The held-out evaluation items are separate (final/eval/).")

@@ -13,7 +13,6 @@ class DataSelectionConfig(MethodConfig):
         "The mix file (YAML): domains, each with a target count and its sources (path or another DAG's "
         "output, question/answer fields, filter, licence). Relative paths are under the project root "
         "(include/... is the shipped data); {ds} is replaced by the run's data-interval date.")
-    shard_size: int = override(MethodConfig, "shard_size", 512)
     benchmarks: list[Literal["gsm8k_test"]] = param(
         ["gsm8k_test"], "Benchmark test sets nothing may overlap (13-word n-grams), removed before sampling.",
         section="Quality", title="Decontaminate against")

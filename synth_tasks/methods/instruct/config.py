@@ -38,6 +38,11 @@ class InstructConfig(LLMParams):
         "data). {ds} is replaced by the run's data-interval date.")
     id_column: str | None = override(MethodConfig, "id_column", "id",
                                      "Field holding a stable seed id (optional; default: file and row).")
+    # Fixed, not planned: the novelty pool is per shard, so the shard size shapes the output.
+    shard_size: int | None = override(MethodConfig, "shard_size", 64, "Records per mapped task. Each shard keeps "
+                                      "its own novelty pool, so this shapes the output; empty: planned from the "
+                                      "stages' cost. Grown when the shard count would pass Airflow's "
+                                      "[core] max_map_length.")
     instruction_column: str = param("instruction", "Field holding the seed instruction.", section="Input",
                                     title="Instruction column")
     domain_column: str = param("domain", "Field holding the seed's domain (optional; seeds without one are "

@@ -24,7 +24,6 @@ class KnowledgeGraphConfig(LLMParams):
         "Folder, file or glob of .md/.txt documents, .jsonl/.parquet text records (text_column), or the papers "
         "DAG's extraction (papers.parquet, one row per block), or an s3:// URL. Relative paths are under the "
         "project root. {ds} is the run's date.")
-    shard_size: int = override(MethodConfig, "shard_size", 8)
     train_ratio: float = override(MethodConfig, "train_ratio", 0.8)
     text_column: str = param("text", "Field holding the text of JSONL/Parquet records.", section="Input",
                              title="Text column")

@@ -635,10 +635,7 @@ def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
     entities it rests on); structured output. With no_llm, template questions about the reports,
     and the paths pass on as graph walks without a question."""
     cfg = run.cfg
-    walks = [j for j in jobs if j["kind"] == "graph_walk"]
     asked = [j for j in jobs if j["kind"] != "graph_walk"]
-    for job in walks:  # no question is written along a walk: it is published as what it is
-        run.kept(job["id"], job | {"question": None, "answer": None, "qa": None, "model": None, "raw": None})
     if cfg.no_llm:
         done = [(j, template_global_qa(j), "template", None) for j in asked]
     else:
@@ -648,7 +645,15 @@ def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
             return run.llm.chat(global_messages(job), cfg.sampling(job["id"]), response_model=GlobalQAOut)
 
         done = [(j, r.parsed.model_dump(), r.model, r.text) for j, r in run.llm_calls(asked, ask)]
-    for job, qa, model, raw in done:
+    answered = {job["id"]: (qa, model, raw) for job, qa, model, raw in done}
+    # In the shard's order, so the published order does not depend on where the shards are cut.
+    for job in jobs:
+        if job["kind"] == "graph_walk":  # no question is written along a walk: it is published as what it is
+            run.kept(job["id"], job | {"question": None, "answer": None, "qa": None, "model": None, "raw": None})
+            continue
+        if job["id"] not in answered:  # its call failed: llm_calls accounted for it
+            continue
+        qa, model, raw = answered[job["id"]]
         if not qa["question"].strip() or not qa["answer"].strip():
             run.failed(job["id"], "invalid_structured_output: blank question or answer", raw=raw)
             continue

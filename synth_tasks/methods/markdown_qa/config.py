@@ -41,7 +41,6 @@ class MarkdownQAConfig(LLMParams):
         MethodConfig, "input_path", "include/sample_data/markdown_qa/docs",
         "Folder, file or glob of .md documents, or an s3:// URL. Relative paths are under the project root "
         "(include/... is the shipped data). {ds} is replaced by the run's data-interval date.")
-    shard_size: int = override(MethodConfig, "shard_size", 16)
     train_ratio: float = override(MethodConfig, "train_ratio", 0.8)
     no_llm: bool = param(False, "Heuristic facts and fact-recall, true/false and fill-in-the-blank pairs "
                          "only: deterministic, needs no model.", title="No LLM (heuristic mode)")

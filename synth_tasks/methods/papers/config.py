@@ -13,7 +13,6 @@ class PapersConfig(LLMParams):
         MethodConfig, "input_path", "include/sample_data/papers",
         "Folder, file or glob of .pdf research papers, or an s3:// URL. Relative paths are under the project "
         "root (include/... is the shipped data). {ds} is replaced by the run's data-interval date.")
-    shard_size: int = override(MethodConfig, "shard_size", 8)
     train_ratio: float = override(MethodConfig, "train_ratio", 0.8)
     context_max_tokens: int = param(700, "A section longer than this is cut into several contexts, between "
                                     "blocks (a table is never cut).", title="Max context tokens", ge=100, le=16000)

@@ -32,7 +32,6 @@ class PersonasConfig(LLMParams):
         MethodConfig, "input_path", "include/sample_data/mind/prob140_sample.jsonl",
         "File, folder or glob of .jsonl/.parquet texts personas are drawn from (any corpus the other DAGs "
         "read), or an s3:// URL. Relative paths are under the project root. {ds} is the run's date.")
-    shard_size: int = override(MethodConfig, "shard_size", 16)
     train_ratio: float = override(MethodConfig, "train_ratio", 0.8)
     text_column: str = param("text", "Field holding the text.", section="Input", title="Text column")
     text_max_chars: int = param(3000, "Texts are cut to this many characters in the Text-to-Persona prompt.",

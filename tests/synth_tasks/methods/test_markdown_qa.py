@@ -221,7 +221,7 @@ def test_config_defaults_and_form_sections():
     from synth_tasks.airflow_glue import params_from_config
 
     cfg = MarkdownQAConfig()
-    assert (cfg.input_path, cfg.shard_size, cfg.train_ratio) == ("include/sample_data/markdown_qa/docs", 16, 0.8)
+    assert (cfg.input_path, cfg.shard_size, cfg.train_ratio) == ("include/sample_data/markdown_qa/docs", None, 0.8)
     params = params_from_config(MarkdownQAConfig)
     sections = {name: p.schema["section"] for name, p in params.items()}
     assert {sections[n] for n in ("type_weights", "pairs_per_section", "cot_levels", "no_llm")} == {"Method"}

@@ -1,0 +1,53 @@
+"""Shard planning end to end on the shipped samples: planned shards only regroup the records a
+mapped stage sees, so every file a run publishes is byte-identical to a run with fixed shards."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth_tasks.method import load_method
+from synth_tasks.pipeline import run_method
+from synth_tasks.storage import RunLayout, Store
+from tests.conftest import ROOT
+
+DOCS = ROOT / "include" / "sample_data" / "markdown_qa" / "docs"
+# The shipped sample through the no-LLM modes, which need no model: (method, Params).
+SAMPLES = {
+    "markdown_qa": {"no_llm": True},
+    "knowledge_graph": {"no_llm": True, "chunk_tokens": 300, "chunk_overlap": 50, "paths_per_length": 5,
+                        "max_reports": 5, "train_ratio": 0.5},
+}
+
+
+def _published(tmp_path, dag_id: str, values: dict) -> tuple[dict[str, bytes], dict[str, int]]:
+    """Every data file of the run's final/ folder by its path there, and the shard count of each
+    unmapped stage. The dataset card (README.md) is left out: it states the run's wall time, its
+    folder and its Params, shard_size among them."""
+    method = load_method(dag_id)
+    cfg = method.config(input_path="unused", **values)
+    store = Store(f"file://{tmp_path}/stage")
+    layout = RunLayout(store, dag_id, "p1")
+    results = run_method(method, cfg, layout, f"file://{DOCS}",
+                         run_info={"run_id": "p1", "run_timestamp": "2026-01-01_00-00-00"})
+    final = f"{layout.base}/final/"
+    files = {url.removeprefix(final): store.read_bytes(url) for url in store.glob(f"{final}**/*.*")
+             if not url.endswith("/README.md")}
+    shards = {s.name: len(results[s.name]) for s in method.stages if not s.mapped}
+    return files, shards
+
+
+@pytest.mark.parametrize("dag_id", sorted(SAMPLES))
+def test_planned_shards_publish_the_same_bytes_as_fixed_shards(tmp_path, dag_id):
+    values = SAMPLES[dag_id]
+    fixed, fixed_shards = _published(tmp_path / "fixed", dag_id, values | {"shard_size": 64})
+    planned, planned_shards = _published(tmp_path / "planned", dag_id, values)
+    # A target of a millisecond makes the plan cut the small sample into many shards of unequal size.
+    many, many_shards = _published(tmp_path / "many", dag_id, values | {"task_target_seconds": 0.001})
+    one, _ = _published(tmp_path / "one", dag_id, values | {"shard_size": 1})
+    assert any(n > 2 for n in many_shards.values()), many_shards
+    assert all(n == 1 for n in planned_shards.values()), planned_shards  # cheap text: one task a stage
+    assert fixed_shards != many_shards
+    assert "train.jsonl" in fixed and len(fixed) > 3
+    assert sorted(fixed) == sorted(planned) == sorted(many) == sorted(one)
+    for name in fixed:
+        assert fixed[name] == planned[name] == many[name] == one[name], name
