@@ -274,8 +274,9 @@ def test_task_killed_mid_shard_is_retried_and_resends_no_completed_request(airfl
         airflow.create_connection("fault_llm", "generic", llm.base_url, {"model": "fault-model", "provider": "vllm"})
         airflow.unpause("mind")
         run_id = "killed-mid-shard"
-        # 2 contexts x 7 styles = 14 requests in one generate shard, one at a time
-        airflow.trigger("mind", {"llm_conn_id": "fault_llm", "max_chunks": 2, "concurrency": 1,
+        # 2 contexts x 7 styles = 14 requests in one generate shard (shard_size fixed: the plan would
+        # cut them into shards of 5), one at a time
+        airflow.trigger("mind", {"llm_conn_id": "fault_llm", "max_chunks": 2, "concurrency": 1, "shard_size": 64,
                                  "dialogue_format": "text", "min_conversation_tokens": 0}, run_id)
         assert llm.holding.wait(timeout=RUN_TIMEOUT_S), "the generate task never reached its 6th request"
         ti = airflow.task_instance("mind", run_id, "generate", map_index=0)

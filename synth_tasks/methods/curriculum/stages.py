@@ -72,8 +72,8 @@ def plan_jobs(curriculum, cfg: CurriculumConfig, source: str) -> list[dict]:
             template = stage.templates[k % len(stage.templates)]
             prompt = render(load_prompt(template), words=", ".join(words), features=" and ".join(features),
                             level=stage.vocabulary_level)
-            jobs.append({"id": f"{stage.name}:{role}:{k:04d}", "role": role, "stage": stage.name, "stage_index": i, "template": template, "words": words,
-                         "features": features, "prompt": prompt, "source_file": source,
+            jobs.append({"id": f"{stage.name}:{role}:{k:04d}", "role": role, "stage": stage.name, "stage_index": i,
+                         "template": template, "words": words, "features": features, "prompt": prompt, "source_file": source,
                          "eval_type": str(eval_types[(k - n_train) % len(eval_types)]) if role == "eval" else None,
                          "curriculum": cjson})
     return jobs
@@ -162,8 +162,8 @@ def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
     filtered with the reason. A story is never moved to another stage: the stage's content is what
     its prompt asked for, and a rise in difficulty must be measured, not made by sorting."""
     cfg = run.cfg
-    themes = {}
-    for cjson in {it["curriculum"] for it in items}:  # one curriculum per run; grouped all the same
+    themes: dict[str, tuple[int, list[float]]] = {}
+    for cjson in {it["curriculum"] for it in items}:  # one per run: its stories embedded in one batch
         mine = [it for it in items if it["curriculum"] == cjson]
         curriculum = load_curriculum(cjson)
         closest = closest_stages([it["text"] for it in mine], [s.theme or s.title for s in curriculum.stages])

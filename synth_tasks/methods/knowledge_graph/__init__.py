@@ -39,26 +39,11 @@ pyarrow) happen inside the stages.
 
 from __future__ import annotations
 
-from synth_tasks.method import Export, Method, Stage, llm_seconds
+from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.knowledge_graph.config import KnowledgeGraphConfig
-from synth_tasks.methods.knowledge_graph.stages import (build_graph, check, export_graph_files, extract, generate,
-                                                        plan, prepare, report, with_split_groups)
-
-# Seconds of work per record of a shard, for the shard plan. The text figures are no-LLM runs of
-# the shipped sample on 2 loaded cores (12 chunks, 4 communities, 9 paths); check's includes its
-# retrieval (personalised PageRank over the graph) for every record.
-EXTRACT_HEURISTIC_SECONDS = 0.0015
-REPORT_TEMPLATE_SECONDS = 0.0013
-GENERATE_WALK_SECONDS = 0.0008
-CHECK_SECONDS = 0.011
-
-
-def _extract_cost(cfg: KnowledgeGraphConfig) -> float:
-    if cfg.no_llm:
-        return EXTRACT_HEURISTIC_SECONDS
-    rounds = 1 + (cfg.gleaning_rounds if cfg.gleaning_rounds is not None else 1)  # the first answer, then gleaning
-    return llm_seconds(cfg, requests=rounds, max_tokens=cfg.extraction_max_tokens)
-
+from synth_tasks.methods.knowledge_graph.stages import (CHECK_SECONDS, build_graph, check, export_graph_files, extract,
+                                                        extract_cost, generate, generate_cost, plan, prepare, report,
+                                                        report_cost, with_split_groups)
 
 METHOD = Method(
     dag_id="knowledge_graph",
@@ -66,13 +51,11 @@ METHOD = Method(
     input_files=("**/*.md", "**/*.txt", "**/*.jsonl", "**/*.parquet"),
     stages=(
         Stage("prepare", prepare, mapped=False),
-        Stage("extract", extract, llm="llm_conn_id", cost=_extract_cost),
+        Stage("extract", extract, llm="llm_conn_id", cost=extract_cost),
         Stage("graph", build_graph, mapped=False, llm="llm_conn_id", artifacts=("graph",)),
-        Stage("report", report, llm="llm_conn_id",
-              cost=lambda cfg: REPORT_TEMPLATE_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=1)),
+        Stage("report", report, llm="llm_conn_id", cost=report_cost),
         Stage("plan", plan, mapped=False),
-        Stage("generate", generate, llm="llm_conn_id",
-              cost=lambda cfg: GENERATE_WALK_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=1)),
+        Stage("generate", generate, llm="llm_conn_id", cost=generate_cost),
         Stage("check", check, cost=CHECK_SECONDS),
     ),
     export=Export(group_key="split_group", records=with_split_groups, extra_files=export_graph_files, text_field="text",

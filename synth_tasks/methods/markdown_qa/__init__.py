@@ -21,27 +21,11 @@ stage functions: the DAG file imports this package at parse time for its declara
 
 from __future__ import annotations
 
-from synth_tasks.method import Export, Method, Stage, llm_seconds
+from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.markdown_qa.config import MarkdownQAConfig
-from synth_tasks.methods.markdown_qa.stages import (dedup, facts, generate, ground, prepare, render_pairs,
+from synth_tasks.methods.markdown_qa.stages import (dedup, facts, facts_cost, generate, generate_cost, ground,
+                                                    ground_cost, prepare, render_cost, render_pairs,
                                                     write_conversations)
-
-# Seconds of work per record of a shard, for the shard plan. The text figures are no-LLM runs of
-# the shipped docs repeated to 320 documents (1,120 sections, 3,360 pairs, 13,356 conversations) on
-# 2 loaded cores, per section for the stages over prepare's shards and per pair for render.
-FACTS_HEURISTIC_SECONDS = 0.0003
-GENERATE_HEURISTIC_SECONDS = 0.0002
-GROUND_SECONDS_PER_PAIR = 0.00016
-RENDER_SECONDS_PER_LEVEL = 0.000015
-
-
-def _facts_cost(cfg: MarkdownQAConfig) -> float:
-    return FACTS_HEURISTIC_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=1)
-
-
-def _generate_cost(cfg: MarkdownQAConfig) -> float:
-    return GENERATE_HEURISTIC_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=cfg.pairs_per_section)
-
 
 METHOD = Method(
     dag_id="markdown_qa",
@@ -49,11 +33,11 @@ METHOD = Method(
     input_files=("**/*.md",),
     stages=(
         Stage("prepare", prepare, mapped=False),
-        Stage("facts", facts, llm="llm_conn_id", cost=_facts_cost),
-        Stage("generate", generate, llm="llm_conn_id", cost=_generate_cost),
-        Stage("ground", ground, cost=lambda cfg: GROUND_SECONDS_PER_PAIR * cfg.pairs_per_section),
+        Stage("facts", facts, llm="llm_conn_id", cost=facts_cost),
+        Stage("generate", generate, llm="llm_conn_id", cost=generate_cost),
+        Stage("ground", ground, cost=ground_cost),
         Stage("dedup", dedup, mapped=False),
-        Stage("render", render_pairs, cost=lambda cfg: RENDER_SECONDS_PER_LEVEL * len(cfg.cot_levels)),
+        Stage("render", render_pairs, cost=render_cost),
     ),
     export=Export(group_key="source_file", extra_files=write_conversations, text_field="messages",
                   license=("mit", "apache-2.0"), task_categories=("question-answering", "text-generation"),

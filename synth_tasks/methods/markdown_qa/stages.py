@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, Field
 
 from synth_tasks.draw import distinct_by_weight
+from synth_tasks.method import llm_seconds
 from synth_tasks.methods.markdown_qa.config import HEURISTIC_TYPES, CoTLevel, MarkdownQAConfig, QAType
 from synth_tasks.methods.markdown_qa.heuristics import heuristic_facts, heuristic_pair
 from synth_tasks.prompts import load_prompt, render
@@ -258,3 +259,31 @@ def write_conversations(ctx: ExportContext, train: list[dict], validation: list[
                 f"{ctx.final_dir}/{name}-synthetic-data-{ctx.run_timestamp}.json",
                 conversations_json([r["messages"] for r in rows]))
             for name, rows in (("train", train), ("validation", validation))}
+
+
+# --------------------------------------------------------------------------------------------
+# the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD)
+# --------------------------------------------------------------------------------------------
+# Seconds of work per record of a shard, for the shard plan. The text figures are no-LLM runs of
+# the shipped docs repeated to 320 documents (1,120 sections, 3,360 pairs, 13,356 conversations) on
+# 2 loaded cores, per section for the stages over prepare's shards and per pair for render.
+FACTS_HEURISTIC_SECONDS = 0.0003
+GENERATE_HEURISTIC_SECONDS = 0.0002
+GROUND_SECONDS_PER_PAIR = 0.00016
+RENDER_SECONDS_PER_LEVEL = 0.000015
+
+
+def facts_cost(cfg: MarkdownQAConfig) -> float:
+    return FACTS_HEURISTIC_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=1)
+
+
+def generate_cost(cfg: MarkdownQAConfig) -> float:
+    return GENERATE_HEURISTIC_SECONDS if cfg.no_llm else llm_seconds(cfg, requests=cfg.pairs_per_section)
+
+
+def ground_cost(cfg: MarkdownQAConfig) -> float:
+    return GROUND_SECONDS_PER_PAIR * cfg.pairs_per_section
+
+
+def render_cost(cfg: MarkdownQAConfig) -> float:
+    return RENDER_SECONDS_PER_LEVEL * len(cfg.cot_levels)
