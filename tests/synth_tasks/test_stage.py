@@ -288,14 +288,26 @@ def test_artifacts_are_reached_by_name_and_cleared_with_the_partition(layout, in
                export=Export(group_key="id"))
 
 
+def _run_llm_stage(ask, layout, inputs, endpoint) -> dict[str, dict]:
+    """Run a method of ``prepare`` then one LLM stage ``ask`` against ``endpoint`` (no retries);
+    the ask stage's ledger rows by record id."""
+    from synth_tasks.config import LLMParams
+
+    class LLMCfg(LLMParams):
+        input_path: str = "unused"
+
+    method = Method(dag_id="t", config=LLMCfg, stages=(Stage("prepare", _prepare, mapped=False),
+                                                       Stage("ask", ask, llm="llm_conn_id")),
+                    export=Export(group_key="id"))
+    run_method(method, LLMCfg(max_retries=0), layout, inputs, endpoint_for=lambda _: endpoint)
+    return {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("ask", 0))}
+
+
 def test_llm_failures_fail_their_record_unless_the_stage_says_otherwise(layout, inputs, fault_server):
     """``llm_calls`` fails a record whose call failed; ``on_failure`` lets the stage keep it."""
     from pydantic import SecretStr
 
-    from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
-
-    class LLMCfg(LLMParams):
-        input_path: str = "unused"
+    from synth_tasks.config import EndpointConfig, SamplingParams
 
     endpoint = EndpointConfig(base_url=fault_server.base_url, model="m", api_key=SecretStr("k"), structured_output="prompt")
     fault_server.responder = lambda body: "raw:{}" if body["messages"][0]["content"] in ("r1", "r4") else "fine"
@@ -312,11 +324,7 @@ def test_llm_failures_fail_their_record_unless_the_stage_says_otherwise(layout, 
         for r in records[3:]:
             run.kept(r["id"], r)
 
-    method = Method(dag_id="t", config=LLMCfg, stages=(Stage("prepare", _prepare, mapped=False),
-                                                       Stage("ask", ask, llm="llm_conn_id")),
-                    export=Export(group_key="id"))
-    run_method(method, LLMCfg(max_retries=0), layout, inputs, endpoint_for=lambda _: endpoint)
-    rows = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("ask", 0))}
+    rows = _run_llm_stage(ask, layout, inputs, endpoint)
     assert rows["r1"]["outcome"] == "failed" and "r1" not in notes and rows["r0"]["outcome"] == "kept"
     assert [r["outcome"] for k, r in sorted(rows.items()) if k >= "r3"] == ["kept"] * 4
     assert list(notes) == ["r4"] and "malformed" in notes["r4"]
@@ -328,10 +336,7 @@ def test_a_call_over_the_endpoints_context_filters_its_record_without_sending_it
     where the stage gives one; other errors still fail their record."""
     from pydantic import SecretStr
 
-    from synth_tasks.config import EndpointConfig, LLMParams, SamplingParams
-
-    class LLMCfg(LLMParams):
-        input_path: str = "unused"
+    from synth_tasks.config import EndpointConfig, SamplingParams
 
     endpoint = EndpointConfig(base_url=fault_server.base_url, model="m", api_key=SecretStr("k"), context_tokens=2048)
     long_ = {"r1", "r4"}  # r1 through the default handler, r4 through the stage's on_failure
@@ -350,11 +355,7 @@ def test_a_call_over_the_endpoints_context_filters_its_record_without_sending_it
         for r in records[3:]:
             run.kept(r["id"], r)
 
-    method = Method(dag_id="t", config=LLMCfg, stages=(Stage("prepare", _prepare, mapped=False),
-                                                       Stage("ask", ask, llm="llm_conn_id")),
-                    export=Export(group_key="id"))
-    run_method(method, LLMCfg(max_retries=0), layout, inputs, endpoint_for=lambda _: endpoint)
-    rows = {r["record_id"]: r for r in layout.store.read_parquet(layout.ledger_part("ask", 0))}
+    rows = _run_llm_stage(ask, layout, inputs, endpoint)
     assert rows["r1"]["outcome"] == "filtered" and rows["r1"]["error"] is None
     assert re.fullmatch(r"prompt_too_long: ~\d+ prompt tokens \+ 512 max_tokens > 2048 context tokens",
                         rows["r1"]["reason"])

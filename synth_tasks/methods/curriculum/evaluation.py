@@ -91,13 +91,14 @@ _LEAD_IN = re.compile(r"^\s*(?:(?:the\s+)?(?:correct\s+|final\s+|short\s+)?answe
 NEGATIONS = frozenset("not no never none nobody nothing neither nor isnt wasnt arent werent dont doesnt didnt "
                       "cannot cant wont hasnt havent".split())
 HEDGES = frozenset("or maybe perhaps probably possibly might either unsure guess".split())
+_DENYING_WORDS = NEGATIONS | HEDGES
 
 
 def negated_or_hedged(prediction: str, reference: str) -> str | None:
     """The word that makes ``prediction`` deny or hedge (a negation or a hedge it has and the
     reference lacks), or None: "It is not red" and "red or blue" do not answer "red"."""
     ref = set(normalize(reference).split())
-    return next((w for w in normalize(prediction).split() if w in NEGATIONS | HEDGES and w not in ref), None)
+    return next((w for w in normalize(prediction).split() if w in _DENYING_WORDS and w not in ref), None)
 
 
 def chosen_letter(prediction: str, choices: list[str]) -> str | None:
