@@ -23,7 +23,11 @@ Relations: two entities named next to each other in one sentence are related whe
 between them are a short clause with a verb ("`Receiver<T>` also implements `Iterator`",
 "Calling the `lock` method returns a `MutexGuard<T>`"): at most 8 words, no comma, colon,
 semicolon or parenthesis, and no conjunction that starts another clause (and, or, but, while,
-which, when, ...). "`Sender<T>` and a `Receiver<T>`" or a list of names is no relation. The
+which, when, ...). "`Sender<T>` and a `Receiver<T>`" or a list of names is no relation. Nor is a
+pair whose words hold a second clause: a subject pronoun ("for the same reason we used") or a
+second auxiliary-led verb group ("`Guess::new` might panic should be discussed in its API"); nor
+one whose first name is not the subject, because a preposition governs it ("a reference to a
+`String` makes our API"), or whose second name is a possessor ("uses Rust's type system"). The
 description is that clause as the text writes it; the strength is the number of sentences that
 state it (1-10). An entity's description is the first sentence naming it."""
 
@@ -97,6 +101,12 @@ _VERBS = {"accept", "acquire", "add", "allocate", "allow", "await", "become", "b
 _ADVERBS = {"also", "only", "always", "never", "often", "usually", "still", "then", "just", "automatically",
             "internally", "directly", "first", "now", "already", "simply", "even", "not", "itself"}
 MAX_LINK_WORDS = 8
+# a subject pronoun between two names starts another clause ("`&self` here for the reason we used")
+_SUBJECT_PRONOUNS = {"i", "we", "you", "he", "she", "they"}
+# a name right after one of these is the object of a preposition, not the subject of the verb after it
+_PREPOSITIONS = {"of", "to", "for", "with", "from", "in", "on", "by", "than", "into", "about", "via"}
+_DETERMINERS = {"a", "an", "the"}
+_POSSESSIVE = re.compile(r"['’]s\b")
 
 
 def _inflections(base: str) -> set[str]:
@@ -227,16 +237,24 @@ def _terms(sentence: str, items: set[str], names: set[str]) -> list[tuple[str, s
     return sorted(found, key=lambda t: t[2])
 
 
-def _link(between: str) -> bool:
+def _link(before: str, between: str, after: str) -> bool:
     """Whether the words between two names state a relation between them: a short clause with a
-    verb, without punctuation or a conjunction that starts another clause."""
-    if _CLAUSE_BREAK.search(between):
+    verb, without punctuation, a conjunction or a pronoun that starts another clause, nor a second
+    auxiliary-led verb group; the first name is not governed by a preposition (``before``: the
+    sentence up to it) and the second is not a possessor (``after``: the sentence after it)."""
+    if _CLAUSE_BREAK.search(between) or _POSSESSIVE.match(after):
         return False
     words = [w.strip("`\"'.").lower() for w in between.split()]
     words = [w for w in words if w]
-    if not words or len(words) > MAX_LINK_WORDS or any(w in _CONJUNCTIONS for w in words):
+    if not words or len(words) > MAX_LINK_WORDS or any(w in _CONJUNCTIONS or w in _SUBJECT_PRONOUNS for w in words):
         return False
-    return any(w in _AUXILIARIES or w in _VERB_FORMS for w in words)
+    preceding = [w.lower() for w in before.split() if w.lower() not in _DETERMINERS][-1:]  # "to a `String`"
+    if preceding and preceding[0] in _PREPOSITIONS:
+        return False
+    is_verb = [w in _AUXILIARIES or w in _VERB_FORMS for w in words]
+    # verb groups (runs of verb words) that open with an auxiliary: two of them are two clauses
+    finite_groups = sum(1 for k, w in enumerate(words) if w in _AUXILIARIES and (k == 0 or not is_verb[k - 1]))
+    return any(is_verb) and finite_groups <= 1
 
 
 def _clause_end(sentence: str, end: int) -> int:
@@ -270,7 +288,7 @@ def extract(text: str, types: tuple[str, ...], every_pair: bool = False) -> Extr
                         pair_text.setdefault((a, b), s[:300])
             continue
         for (a, _, a_start, a_end), (b, _, b_start, b_end) in zip(terms, terms[1:]):
-            if a != b and _link(s[a_end:b_start]):
+            if a != b and _link(s[:a_start], s[a_end:b_start], s[b_end:]):
                 pairs[(a, b)] += 1
                 pair_text.setdefault((a, b), s[a_start:_clause_end(s, b_end)])  # the clause that states it
     for name in sorted(kinds):
