@@ -193,8 +193,19 @@ def start(model: EmbeddedModel | None = None, port: int | None = None, n_ctx: in
     """Start the server unless one is already running and healthy; return its state."""
     model = model or selected()
     state = read_state(model)
-    if state and _healthy(state["base_url"]):
-        return state
+    if state:
+        # Its process is alive: a server busy with a long generation answers /models late, and a
+        # second server of the same model beside it would halve both (two cores).
+        deadline = time.monotonic() + wait_s
+        while not _healthy(state["base_url"], timeout=10.0):
+            if not _alive(state["pid"]):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"embedded LLM server (pid {state['pid']}) is alive but not answering after "
+                                   f"{wait_s:.0f}s; stop it (python -m synth_tasks.llm.embedded stop) and retry")
+            time.sleep(1.0)
+        else:
+            return state
     port = port or _free_port()
     n_ctx = n_ctx or model.n_ctx
     run_dir().mkdir(parents=True, exist_ok=True)

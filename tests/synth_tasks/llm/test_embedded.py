@@ -58,3 +58,23 @@ def test_each_model_has_its_own_state_and_the_quality_model_says_how_to_install_
     monkeypatch.setenv("SYNTH_EMBEDDED_MODEL", "gpt-5")
     with pytest.raises(ValueError, match="unknown embedded model 'gpt-5'"):
         embedded.selected()
+
+
+def test_a_busy_server_is_waited_for_and_never_started_twice(monkeypatch, tmp_path):
+    """A server in a long generation answers /models late; start() must wait for it, not start a
+    second one beside it (two servers of one model on two cores halve both: seen in a benchmark)."""
+    import json
+    import os
+
+    monkeypatch.setenv("SYNTH_RUN_DIR", str(tmp_path))
+    state = {"pid": os.getpid(), "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    embedded.state_file(embedded.SMOLLM2).write_text(json.dumps(state))
+    answers = iter([False, False, True])  # busy twice, then healthy
+    monkeypatch.setattr(embedded, "_healthy", lambda url, timeout=2.0: next(answers))
+    monkeypatch.setattr(embedded.time, "sleep", lambda s: None)
+    monkeypatch.setattr(embedded.subprocess, "Popen", lambda *a, **k: pytest.fail("started a second server"))
+    assert embedded.start(embedded.SMOLLM2) == state
+
+    monkeypatch.setattr(embedded, "_healthy", lambda url, timeout=2.0: False)  # alive, never answers
+    with pytest.raises(TimeoutError, match=f"pid {os.getpid()}.* is alive but not answering"):
+        embedded.start(embedded.SMOLLM2, wait_s=0.0)
