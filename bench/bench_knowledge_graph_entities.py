@@ -12,7 +12,11 @@ relations extracted with how many of them a reader accepted (judged by hand in t
 a relation not judged there is listed as unjudged). The text is cut into chunks as the prepare
 stage cuts it (600 tokens, 100 overlap, the method's defaults).
 
-Run: .venv/bin/python bench/bench_knowledge_graph_entities.py [--check]
+On text nobody wrote for it: ``--sample-relations SEED`` extracts the 32 chapters of the Rust book
+in ../shared/corpora/markdown_docs (cut as above) and prints 20 of their relations drawn with that
+seed, for reading by hand (docs/methods/knowledge_graph.md gives the counts read; nothing is written).
+
+Run: .venv/bin/python bench/bench_knowledge_graph_entities.py [--check] [--sample-relations SEED]
 """
 
 from __future__ import annotations
@@ -62,8 +66,29 @@ def run(name: str) -> dict:
             "resolution_of_gold_forms": score_resolution_rules(gold), "relations": relations(extractions, gold)}
 
 
+def sample_relations(seed: int, n: int = 20) -> int:
+    import random
+
+    from synth_tasks.methods.knowledge_graph import cooccurrence
+    from synth_tasks.methods.knowledge_graph.stages import chunk_document
+
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "markdown_docs"
+    chapters = sorted(corpus.glob("ch*.md"))
+    if not chapters:
+        print(f"{corpus} is missing: the sample reads the Rust book there")
+        return 1
+    found = [r for f in chapters for chunk, _ in chunk_document(f.read_text(), 600, 100)
+             for r in cooccurrence.extract(chunk, ("concept", "technology")).relations]
+    print(f"{len(found)} relations from {len(chapters)} chapters; {n} drawn with seed {seed}:")
+    for r in random.Random(seed).sample(found, min(n, len(found))):
+        print(f"{r['source']!r} -> {r['target']!r} | {r['description']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "--sample-relations" in args:
+        return sample_relations(int(args[args.index("--sample-relations") + 1]))
     if "--check" in args:
         problem = stale(RESULT)
         print(problem or f"bench/results/{RESULT} describes the code here")
