@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # This tree's synth_tasks, not whichever one an editable install points at: the results describe it.
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
+import _common  # noqa: E402
 from _common import ROOT, provenance, ratio_ci95, shown, stale, verdict, write_result  # noqa: E402
 
 # What the numbers depend on: a change to any of these makes the results stale (--check).
@@ -90,16 +91,25 @@ def prepare(store, partition: str, cfg, input_url: str):
 
 
 def pipeline_side(layout, handoff, cfg, endpoint) -> dict:
-    """The generate stage on the round's shard, as the DAG runs it; its stats (usage inside)."""
+    """The generate stage on the round's shard, as the DAG runs it. Its counts are read from the
+    stage's stats by ``pipeline_counts``, after the timed part."""
     from synth_tasks.stage import run_stage
 
     mind = _mind()
     out = run_stage(mind.METHOD, mind.METHOD.stage("generate"), cfg, layout, handoff,
                     endpoint_for=lambda _conn: endpoint)
-    stats = layout.store.read_json(layout.stats_part("generate", out["shard"]))
+    return {"stats_url": layout.stats_part("generate", out["shard"]), "store": layout.store}
+
+
+def pipeline_counts(res: dict) -> dict:
+    """The requests and tokens of a pipeline side's run (``res`` as it returned), from its stats;
+    other sides' counts pass through."""
+    if "stats_url" not in res:
+        return res
+    stats = res.pop("store").read_json(res.pop("stats_url"))
     usage = stats["usage"]
     assert stats["failed"] == 0 and usage["cache_hits"] == 0, stats
-    return {"requests": usage["requests"], "completion_tokens": usage["completion_tokens"]}
+    return res | {"requests": usage["requests"], "completion_tokens": usage["completion_tokens"]}
 
 
 def _requests(cfg, jobs):
@@ -187,7 +197,8 @@ def timed(fn: Callable[[], dict]) -> dict:
     gc.collect()  # no garbage of the side before is collected on this side's time
     cpu0, wall0 = time.process_time(), time.perf_counter()
     out = fn()
-    return out | {"cpu_s": round(time.process_time() - cpu0, 4), "wall_s": round(time.perf_counter() - wall0, 4)}
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return pipeline_counts(out) | {"cpu_s": round(cpu, 4), "wall_s": round(wall, 4)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +273,7 @@ def overhead_child(spec: dict) -> dict:
         t0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         res = run()
         t1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
+        res = pipeline_counts(res)
         assert res["requests"] == len(jobs), (res, len(jobs))
         user, system = t1.ru_utime - t0.ru_utime, t1.ru_stime - t0.ru_stime
         out[part] = res | {"user_s": round(user, 4), "sys_s": round(system, 4), "cpu_s": round(user + system, 4),
@@ -349,8 +361,8 @@ def at_once(a: Callable[[], dict], b: Callable[[], dict]) -> tuple[dict, dict, f
             start.wait()
             cpu0, wall0 = time.thread_time(), time.perf_counter()
             res = fn()
-            out[name] = res | {"cpu_s": round(time.thread_time() - cpu0, 4), "wall_s": time.perf_counter() - wall0,
-                               "started": wall0}
+            cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+            out[name] = pipeline_counts(res) | {"cpu_s": round(cpu, 4), "wall_s": wall, "started": wall0}
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)
             start.abort()
@@ -426,7 +438,14 @@ def overhead(args, tmp: Path) -> dict:
     finally:
         server.terminate()
         server.wait()
+    run = {"when": prov["when"], "commit": prov["commit"], "load_avg_at_start": prov["machine"]["load_avg_at_start"],
+           "results": {str(r["concurrency"]): {k: r["summary"][k] for k in ("pipeline_vs_sdk", "verdict", "load_avg_1m")}
+                       for r in results}}
+    runs = [*earlier_runs(prov), run]
     return {"benchmark": "overhead", "provenance": prov,
+            "runs": runs,
+            "runs_note": "every complete run of this script on the same measured sources (sources_sha256), this one "
+                         "last; a run that fails writes nothing. The detailed results below are the last run's.",
             "what": "requests per CPU-second against bench/instant_server.py (its own process); pipeline = the MIND "
                     "generate stage via run_stage (LLMClient, response cache, ledger, shard I/O), sdk = a bare "
                     "openai.AsyncOpenAI sending the same request bodies at the same concurrency",
@@ -437,6 +456,17 @@ def overhead(args, tmp: Path) -> dict:
                          "warmup_max_chunks_per_child": args.overhead_warmup_chunks,
                          "simultaneous_rounds": args.simultaneous_rounds},
             "results": results}
+
+
+def earlier_runs(prov: dict) -> list[dict]:
+    """The runs recorded in the current overhead.json where it measured the same sources as this run."""
+    path = _common.RESULTS / "overhead.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    same = old.get("provenance", {}).get("sources_sha256") == prov["sources_sha256"]
+    return list(old.get("runs", [])) if same else []
 
 
 VERDICT_DESIGN = (

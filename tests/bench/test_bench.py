@@ -87,6 +87,16 @@ def test_overhead_runs_end_to_end(common):
                for side in ("pipeline", "client", "client_nocache", "httpx"))
     assert "toward 1" in report["simultaneous_design"]
     assert report["provenance"]["commit"]
+    (run,) = report["runs"]  # the first run on these sources
+    assert run["results"]["4"]["verdict"] == summary["verdict"]
+
+
+def test_the_runs_on_the_same_sources_are_kept_in_the_results_file(common):
+    bench = _load("bench_generation")
+    prov = common.provenance(bench.MEASURED)
+    common.write_result("overhead.json", {"provenance": prov, "runs": [{"when": "earlier"}]})
+    assert bench.earlier_runs(prov) == [{"when": "earlier"}]
+    assert bench.earlier_runs(prov | {"sources_sha256": "0" * 64}) == []  # measured on other code
 
 
 def test_the_pipeline_and_the_bare_sdk_send_identical_requests(tmp_path):
@@ -103,7 +113,7 @@ def test_the_pipeline_and_the_bare_sdk_send_identical_requests(tmp_path):
         try:
             cfg = bench.overhead_cfg(concurrency=4, seed=11, max_chunks=1)
             layout, ((handoff, jobs),) = bench.prepare(store, f"p-{side}", cfg, f"file://{bench.SAMPLE}")
-            assert bench.side_fn(side, cfg, layout, handoff, jobs, endpoint)()["requests"] == 7
+            assert bench.pipeline_counts(bench.side_fn(side, cfg, layout, handoff, jobs, endpoint)())["requests"] == 7
         finally:
             server.terminate()
             server.wait()
