@@ -4,23 +4,34 @@
    stage through ``run_stage``: LLMClient with cache lookup and write, budget, retry loop,
    accounting, ledger, the shard's Parquet in and out) against an endpoint that answers at once
    (bench/instant_server.py, its own process), and of the bare ``openai`` SDK sending the same
-   requests (same messages, sampling and seeds) at the same concurrency (8, 64). Three more sides
-   split the pipeline's cost or set it in scale: LLMClient.chat alone, with and without its
-   response cache, and bare ``httpx``. Each side runs at the same time as a bare-SDK side, in two
-   threads of this process, and each one's cost is its own thread's CPU time: run one after the
-   other, the same work measured 0.5x to 1.7x apart on this kind of shared machine (the speed of
-   the CPU changes within seconds), run at once both see the same machine. Goal: pipeline >= 0.9x
-   the bare SDK in requests per CPU-second.
+   requests at the same concurrency (8, 64): identical bodies (model, messages, temperature, top_p,
+   max_tokens, seed; no response_format or extra_body in the "text" format) and identical headers,
+   which tests/bench/test_bench.py checks on what the instant server records (``--record``).
+   Goal: pipeline >= 0.95x the bare SDK in requests per CPU-second, the whole interval.
+
+   The verdict is sequential and alternating, over fresh processes: each side's round runs in a
+   child process of its own (``--overhead-child``) that imports everything, sends a warm-up round
+   of its own (``--overhead-warmup-chunks`` contexts x 7 styles, not timed), then the timed round
+   (all 406 requests of the sample); its cost is the child's user + sys CPU time
+   (getrusage(RUSAGE_SELF)) over the timed round. The sides go A B B A (pipeline, sdk, sdk,
+   pipeline), repeated (``--overhead-pairs`` pairs per concurrency); one ratio per consecutive
+   pair, so a drift of the machine's speed within a block reaches both sides alike.
+
+   A secondary figure (``--simultaneous-rounds``, 0 for none) runs each side at the same time as a
+   bare-SDK side, in two threads of this process, each one's cost its own thread's CPU time; it
+   also splits the pipeline's cost: LLMClient.chat alone, with and without its response cache, and
+   bare ``httpx``. It is biased toward 1: the two threads share one interpreter, whose costs (GIL
+   hand-offs, the other thread's garbage collection) land on either side alike, and it does not
+   reproduce (0.952 and 0.915 at c=8 for the same code, 0.84-0.90 sequentially: issue #26).
 2. Generation (bench/results/generation.json): generated tokens/s of the same stage against the
    same bare SDK client on a real model (the embedded SmolLM2 unless SYNTH_LLM_BASE_URL is set),
    many short requests (max_tokens 16) per side and round so the client's share of the time is as
    large as it gets; within a round the sides alternate shard by shard (7 requests each, one
-   mapped task of the stage). Goal: ratio >= 0.97.
+   mapped task of the stage), a warm-up round first and rounds in balanced order. Goal: ratio >= 0.97.
 
-Both: a warm-up round that is not counted, then rounds in balanced order (pairs of rounds, the
-second in the first's reverse order), one ratio per round, and their geometric mean with a 95 %
-confidence interval (Student t on the logarithms). A goal counts as met only when the whole
-interval clears it.
+Both: one ratio per pair or round, and their geometric mean with a 95 % confidence interval
+(Student t on the logarithms). A goal counts as met only when the whole interval clears it.
+overhead.json keeps, under "runs", the verdicts of every complete run on the same measured sources.
 
 The pipeline gets a fresh partition and run seed every round (so no cache hits) under one store
 root, i.e. a response cache whose folders exist, as in any run after a project's first.
