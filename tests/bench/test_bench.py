@@ -68,14 +68,66 @@ def test_provenance_names_the_commit_and_a_stale_file_is_told(common):
 
 def test_overhead_runs_end_to_end(common):
     bench = _load("bench_generation")
-    assert bench.main(["--part", "overhead", "--overhead-rounds", "2", "--overhead-concurrency", "4",
-                       "--overhead-max-chunks", "2"]) == 0
+    assert bench.main(["--part", "overhead", "--overhead-pairs", "2", "--overhead-concurrency", "4",
+                       "--overhead-max-chunks", "2", "--overhead-warmup-chunks", "1",
+                       "--simultaneous-rounds", "2"]) == 0
     report = json.loads((common.RESULTS / "overhead.json").read_text())
     (result,) = report["results"]
-    assert result["concurrency"] == 4 and len(result["rounds"]) == 3 and result["rounds"][0]["warmup"]
-    assert all(r["requests"] == 14 for r in result["rounds"])  # 2 contexts x 7 styles
-    assert {"pipeline_vs_sdk", "verdict", "httpx_vs_sdk"} <= set(result["summary"])
-    # every side ran at the same time as its bare-SDK side, and both did the same requests
-    assert all(0 < r[f"{side}_overlap"] <= 1 and r[f"{side}_sdk_cpu_s"] > 0 for r in result["rounds"]
+    assert result["concurrency"] == 4 and "A B B A" in report["design"]
+    # the verdict: fresh processes in the order A B B A, one ratio per consecutive pair
+    assert [c["side"] for c in result["children"]] == ["pipeline", "sdk", "sdk", "pipeline"]
+    assert all(c["requests"] == 14 and c["warmup_requests"] == 7 and c["cpu_s"] > 0 for c in result["children"])
+    assert [p["order"] for p in result["pairs"]] == ["pipeline,sdk", "sdk,pipeline"]
+    summary = result["summary"]
+    assert summary["pipeline_vs_sdk"]["n"] == 2 and summary["goal"] == 0.95 and summary["verdict"]
+    # the secondary design: every side at the same time as its bare-SDK side, both doing the same requests
+    simultaneous = result["simultaneous"]
+    assert len(simultaneous["rounds"]) == 3 and simultaneous["rounds"][0]["warmup"]
+    assert all(0 < r[f"{side}_overlap"] <= 1 and r[f"{side}_sdk_cpu_s"] > 0 for r in simultaneous["rounds"]
                for side in ("pipeline", "client", "client_nocache", "httpx"))
+    assert "toward 1" in report["simultaneous_design"]
     assert report["provenance"]["commit"]
+    (run,) = report["runs"]  # the first run on these sources
+    assert run["results"]["4"]["verdict"] == summary["verdict"]
+
+
+def test_the_runs_on_the_same_sources_are_kept_in_the_results_file(common):
+    bench = _load("bench_generation")
+    prov = common.provenance(bench.MEASURED)
+    common.write_result("overhead.json", {"provenance": prov, "runs": [{"when": "earlier"}]})
+    assert bench.earlier_runs(prov) == [{"when": "earlier"}]
+    assert bench.earlier_runs(prov | {"sources_sha256": "0" * 64}) == []  # measured on other code
+
+
+def test_the_pipeline_and_the_bare_sdk_send_identical_requests(tmp_path):
+    """Both sides of the overhead benchmark send the same bodies (model, messages, sampling, seed)
+    with the same headers, recorded by the instant server; the bare httpx side the same bodies."""
+    bench = _load("bench_generation")
+    from synth_tasks.storage import Store
+
+    store = Store(f"file://{tmp_path}/store")
+    recorded = {}
+    for side in ("pipeline", "sdk", "httpx"):
+        record = tmp_path / f"{side}.jsonl"
+        server, endpoint = bench.instant_endpoint(record=str(record))
+        try:
+            cfg = bench.overhead_cfg(concurrency=4, seed=11, max_chunks=1)
+            layout, ((handoff, jobs),) = bench.prepare(store, f"p-{side}", cfg, f"file://{bench.SAMPLE}")
+            assert bench.pipeline_counts(bench.side_fn(side, cfg, layout, handoff, jobs, endpoint)())["requests"] == 7
+        finally:
+            server.terminate()
+            server.wait()
+        recorded[side] = [json.loads(line) for line in record.read_text().splitlines()]
+
+    def bodies(side):
+        return sorted(json.dumps(r["body"], sort_keys=True) for r in recorded[side])
+
+    def headers(side):  # the host names each side's own server's port
+        return sorted(json.dumps({k: v for k, v in r["headers"].items() if k != "host"}, sort_keys=True)
+                      for r in recorded[side])
+
+    assert len(recorded["pipeline"]) == 7 and len(set(bodies("pipeline"))) == 7  # 7 styles, 7 seeds
+    first = recorded["pipeline"][0]["body"]
+    assert {"model", "messages", "temperature", "top_p", "max_tokens", "seed"} <= set(first)
+    assert bodies("pipeline") == bodies("sdk") == bodies("httpx")
+    assert headers("pipeline") == headers("sdk")
