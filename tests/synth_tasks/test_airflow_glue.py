@@ -109,3 +109,25 @@ def test_a_missing_connection_fails_the_first_stage_before_it_writes(monkeypatch
         glue.run_stage_task(load_method("mind"), "prepare", None, ctx)
     assert earlier.read_bytes() == b"an earlier run's shard"
     assert not (earlier.parent.parent / "prepare").exists()
+
+
+def test_a_local_run_parses_only_its_own_dag_file(tmp_path):
+    (tmp_path / "mind.py").write_text("")
+    (tmp_path / "_helpers.py").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert glue.dag_source("mind", str(tmp_path)) == str(tmp_path / "mind.py")
+    assert glue.dag_source("elsewhere", str(tmp_path)) == str(tmp_path)  # no namesake file: the whole folder
+    assert glue.dag_file_stems(str(tmp_path)) == {"mind"}
+
+
+@pytest.mark.airflow
+def test_the_pre_run_sync_parses_a_bundle_only_while_one_of_its_dags_is_unknown(airflow_db, tmp_path, monkeypatch):
+    from airflow.dag_processing import dagbag
+
+    parsed = []
+    real = dagbag.BundleDagBag
+    monkeypatch.setattr(dagbag, "BundleDagBag", lambda **kw: parsed.append(kw["bundle_name"]) or real(**kw))
+    glue.sync_dags_once(str(tmp_path / "lock"))
+    assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # a fresh database: every bundle
+    glue.sync_dags_once(str(tmp_path / "lock"))
+    assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # all known now: none parsed again
