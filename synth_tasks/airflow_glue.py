@@ -238,9 +238,17 @@ def asset_for(name: str):
 def build_dag(method, doc_md: str):
     """The DAG of a declared method: the daily data-interval schedule, Params from its config, one
     task per stage named after it (mapped over the previous stage's shards where declared), LLM
-    stages in the LLM pool, retries on every task, and the export at the end."""
-    from airflow.sdk import dag, task
+    stages in the LLM pool, retries on every task, and the export at the end.
 
+    None where Airflow's parsing context names another DAG (``get_parsing_context().dag_id``: a
+    worker parsing for one task, or ``run_local``'s ``dag.test()``, which re-parses the whole DAG
+    folder on every call): the file is then not this DAG's, and building and serialising it would
+    only cost time."""
+    from airflow.sdk import dag, get_parsing_context, task
+
+    wanted = get_parsing_context().dag_id
+    if wanted is not None and wanted != method.dag_id:
+        return None
     settings = _parse_time_settings(method)
 
     def stage_task(stage):
@@ -433,6 +441,12 @@ def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
         print(f"no DAG {dag_id!r} in {folder}: {bag.import_errors}")
         return 2
     sync_dags_once(os.path.join(os.environ["AIRFLOW_HOME"], ".dag-sync.lock"))
+    # dag.test() re-parses and re-writes every DAG of the folder (for DAGs that trigger siblings,
+    # which ours do not): under this parsing context the other files build no DAG (``build_dag``),
+    # and their DAGs stay in the database as the sync above left them.
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    os.environ[_AIRFLOW_PARSING_CONTEXT_DAG_ID] = dag_id
     dag_run = bag.dags[dag_id].test(run_conf=json.loads(conf_json))
     with open(result_file, "w") as f:
         json.dump({"run_id": dag_run.run_id, "state": str(getattr(dag_run.state, "value", dag_run.state))}, f)

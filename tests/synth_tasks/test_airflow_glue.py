@@ -131,3 +131,16 @@ def test_the_pre_run_sync_parses_a_bundle_only_while_one_of_its_dags_is_unknown(
     assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # a fresh database: every bundle
     glue.sync_dags_once(str(tmp_path / "lock"))
     assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # all known now: none parsed again
+
+
+def test_a_dag_file_builds_nothing_when_airflow_parses_for_another_dag(monkeypatch):
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    from synth_tasks.methods.mind import METHOD
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "markdown_qa")
+    assert glue.build_dag(METHOD, doc_md="x") is None
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "mind")
+    assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"
+    monkeypatch.delenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID)
+    assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"
