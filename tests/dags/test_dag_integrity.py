@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -42,19 +41,6 @@ def test_dag_rules(dagbag):
         assert any(t.task_id in ("export", "split") for t in dag.tasks), f"{dag_id}: no final split task"
         for name, param in dag.params.items():
             assert param.description, f"{dag_id}: Param {name} has no description"
-
-
-def test_parse_time_is_recorded(record_property):
-    """Parse time per file, kept in the JUnit properties and printed (a benchmark, not a gate)."""
-    import importlib.util
-
-    for path in DAG_FILES:
-        start = time.perf_counter()
-        spec = importlib.util.spec_from_file_location(f"_parse_{path.stem}", path)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        seconds = time.perf_counter() - start
-        record_property(f"parse_seconds_{path.stem}", round(seconds, 4))
-        print(f"parse {path.name}: {seconds:.3f}s")
 
 
 def test_dag_files_do_not_import_heavy_libraries_at_parse_time():
