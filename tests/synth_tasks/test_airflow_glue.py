@@ -124,13 +124,21 @@ def test_a_local_run_parses_only_its_own_dag_file(tmp_path):
 def test_the_pre_run_sync_parses_a_bundle_only_while_one_of_its_dags_is_unknown(airflow_db, tmp_path, monkeypatch):
     from airflow.dag_processing import dagbag
 
+    from tests.conftest import FIXTURE_DAGS, ROOT
+
     parsed = []
     real = dagbag.BundleDagBag
     monkeypatch.setattr(dagbag, "BundleDagBag", lambda **kw: parsed.append(kw["bundle_name"]) or real(**kw))
-    glue.sync_dags_once(str(tmp_path / "lock"))
-    assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # a fresh database: every bundle
-    glue.sync_dags_once(str(tmp_path / "lock"))
-    assert sorted(parsed) == ["dags-folder", "test-fixtures"]  # all known now: none parsed again
+    lock = str(tmp_path / "lock")
+    glue.sync_dags_once(lock)  # whatever the database held before, every DAG file's DAG is in it now
+    assert glue.dag_file_stems(str(ROOT / "dags")) | glue.dag_file_stems(str(FIXTURE_DAGS)) <= glue._known_dag_ids()
+    parsed.clear()
+    glue.sync_dags_once(lock)
+    assert parsed == []  # all known: no bundle parsed again
+    known = glue._known_dag_ids()
+    monkeypatch.setattr(glue, "_known_dag_ids", lambda: known - {"mind"})
+    glue.sync_dags_once(lock)
+    assert parsed == ["dags-folder"]  # one DAG missing: its bundle, and only it
 
 
 def test_a_dag_file_builds_nothing_when_airflow_parses_for_another_dag(monkeypatch):
