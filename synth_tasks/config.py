@@ -131,6 +131,13 @@ class LLMParams(MethodConfig):
                               section="LLM endpoint", title="Model")
     concurrency: int = param(4, "Requests in flight per mapped task.", section="LLM endpoint",
                              title="Requests in flight", ge=1, le=1024)
+    llm_tokens_per_second: float = param(
+        40.0, "Tokens one request decodes per second on the endpoint (its per-request decode rate at the "
+        "concurrency above). Only the shard plan reads it: an LLM stage's work per record is its requests x "
+        "max_tokens at this rate, divided by the requests in flight. The default is a 7-8B model on vLLM on "
+        "one data-centre GPU (30-60 tokens/s a request); give your endpoint's figure (a fast or small model: "
+        "more; a CPU server: less) so each task carries about the target seconds.", section="LLM endpoint",
+        title="Endpoint tokens/s per request", gt=0)
     request_timeout_s: float = param(600.0, "Deadline of one LLM request, in seconds.", section="LLM endpoint",
                                      title="Request timeout (s)", gt=0)
     max_retries: int = param(6, "Retries per request on 429/5xx/timeouts.", section="LLM endpoint",

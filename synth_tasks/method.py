@@ -43,10 +43,11 @@ EXPORT = "export"
 # text stage measured on the shipped samples (0.06-11 ms a record, see the methods' ``cost=``), so
 # an undeclared stage errs toward more tasks rather than one task holding hours of unknown work.
 DEFAULT_TEXT_SECONDS = 0.01
-# Tokens a second one request decodes on the reference endpoint: a 7-8B model served by vLLM on one
-# data-centre GPU decodes 30-60 tokens/s per request at a moderate batch; 40 is the low middle.
-# Each request is costed at its max_tokens, an upper bound, so the plan errs toward shorter tasks
-# where a retry repeats less work.
+# Tokens a second one request decodes where a config gives no ``llm_tokens_per_second`` (the Param of
+# every LLM method, whose default this is): a 7-8B model served by vLLM on one data-centre GPU
+# decodes 30-60 tokens/s per request at a moderate batch; 40 is the low middle. Each request is
+# costed at its max_tokens, an upper bound, so the plan errs toward shorter tasks where a retry
+# repeats less work.
 LLM_TOKENS_PER_SECOND = 40.0
 # Folders of a partition that are the runner's own (see storage.RunLayout).
 RESERVED_FOLDERS = {EXPORT, "final", "_ledger", "_dropped", "_stats", "_staging", "_summary.json"}
@@ -87,10 +88,12 @@ class Stage:
 
 def llm_seconds(cfg, requests: float, max_tokens: int | None = None) -> float:
     """Seconds an LLM stage spends per record: ``requests`` calls per record, each decoding up to
-    ``max_tokens`` (default ``cfg.max_tokens``, else 1024) at ``LLM_TOKENS_PER_SECOND``, with
-    ``cfg.concurrency`` of them in flight at once."""
+    ``max_tokens`` (default ``cfg.max_tokens``, else 1024) at the endpoint's decode rate per request
+    (``cfg.llm_tokens_per_second``, else ``LLM_TOKENS_PER_SECOND``), with ``cfg.concurrency`` of them
+    in flight at once."""
     tokens = max_tokens if max_tokens is not None else getattr(cfg, "max_tokens", 1024)
-    return requests * tokens / LLM_TOKENS_PER_SECOND / max(1, getattr(cfg, "concurrency", 1))
+    rate = getattr(cfg, "llm_tokens_per_second", None) or LLM_TOKENS_PER_SECOND
+    return requests * tokens / rate / max(1, getattr(cfg, "concurrency", 1))
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def test_the_fixture_method_runs_end_to_end_from_its_declaration(uppercase_dag):
 
     with create_session() as session:
         events = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
-            AssetModel.uri == "synth://uppercase/final", AssetEvent.source_run_id == dag_run.run_id).all()
+            AssetModel.uri == "x-synth://uppercase/final", AssetEvent.source_run_id == dag_run.run_id).all()
         assert [e.extra for e in events] == [{"dag_id": "uppercase", "partition": base.rsplit("/", 1)[1],
                                               "url": f"{base}/final"}]
 

@@ -30,7 +30,7 @@ def test_the_extraction_is_an_asset_on_the_publish_task(papers_dag):
     from synth_tasks.airflow_glue import asset_for
 
     (outlet,) = papers_dag.get_task("publish").outlets
-    assert outlet == asset_for("papers/extracted") and outlet.uri == "synth://papers/extracted"
+    assert outlet == asset_for("papers/extracted") and outlet.uri == "x-synth://papers/extracted"
     assert all(not papers_dag.get_task(t).outlets for t in ("extract", "plan"))
     assert papers_dag.get_task("export").outlets == [asset_for("papers/final")]
 
@@ -68,7 +68,7 @@ def test_grounded_pairs_reach_final_and_a_bad_pdf_fails_alone(papers_dag, fault_
     # the Asset event of this run says where its extraction lies
     with create_session() as session:
         events = session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
-            AssetModel.uri == "synth://papers/extracted", AssetEvent.source_run_id == dag_run.run_id).all()
+            AssetModel.uri == "x-synth://papers/extracted", AssetEvent.source_run_id == dag_run.run_id).all()
         assert len(events) == 1 and events[0].extra["url"] == f"{base}/publish"
     rows = store.read_parquet(f"{base}/publish/paper/papers.parquet")
     assert json.loads(next(r for r in rows if r["label"] == "Table 1")["table_cells"]) == pdfs.TABLE_1

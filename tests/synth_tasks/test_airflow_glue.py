@@ -109,3 +109,46 @@ def test_a_missing_connection_fails_the_first_stage_before_it_writes(monkeypatch
         glue.run_stage_task(load_method("mind"), "prepare", None, ctx)
     assert earlier.read_bytes() == b"an earlier run's shard"
     assert not (earlier.parent.parent / "prepare").exists()
+
+
+def test_a_local_run_parses_only_its_own_dag_file(tmp_path):
+    (tmp_path / "mind.py").write_text("")
+    (tmp_path / "_helpers.py").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert glue.dag_source("mind", str(tmp_path)) == str(tmp_path / "mind.py")
+    assert glue.dag_source("elsewhere", str(tmp_path)) == str(tmp_path)  # no namesake file: the whole folder
+    assert glue.dag_file_stems(str(tmp_path)) == {"mind"}
+
+
+@pytest.mark.airflow
+def test_the_pre_run_sync_parses_a_bundle_only_while_one_of_its_dags_is_unknown(airflow_db, tmp_path, monkeypatch):
+    from airflow.dag_processing import dagbag
+
+    from tests.conftest import FIXTURE_DAGS, ROOT
+
+    parsed = []
+    real = dagbag.BundleDagBag
+    monkeypatch.setattr(dagbag, "BundleDagBag", lambda **kw: parsed.append(kw["bundle_name"]) or real(**kw))
+    lock = str(tmp_path / "lock")
+    glue.sync_dags_once(lock)  # whatever the database held before, every DAG file's DAG is in it now
+    assert glue.dag_file_stems(str(ROOT / "dags")) | glue.dag_file_stems(str(FIXTURE_DAGS)) <= glue._known_dag_ids()
+    parsed.clear()
+    glue.sync_dags_once(lock)
+    assert parsed == []  # all known: no bundle parsed again
+    known = glue._known_dag_ids()
+    monkeypatch.setattr(glue, "_known_dag_ids", lambda: known - {"mind"})
+    glue.sync_dags_once(lock)
+    assert parsed == ["dags-folder"]  # one DAG missing: its bundle, and only it
+
+
+def test_a_dag_file_builds_nothing_when_airflow_parses_for_another_dag(monkeypatch):
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID
+
+    from synth_tasks.methods.mind import METHOD
+
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "markdown_qa")
+    assert glue.build_dag(METHOD, doc_md="x") is None
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "mind")
+    assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"
+    monkeypatch.delenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID)
+    assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"

@@ -384,3 +384,21 @@ def test_the_first_stages_artifacts_survive_its_own_run_and_lose_stale_files(lay
     stale = layout.store.write_bytes(f"{layout.base}/pool/part-00001.json", b"[]")
     run_method(method, Cfg(train_ratio=1.0), layout, inputs)
     assert not layout.store.exists(stale) and layout.store.exists(f"{layout.base}/pool/part-00000.json")
+
+
+def test_the_endpoint_decode_rate_sizes_llm_shards():
+    """MIND's generate is costed from requests x max_tokens at the endpoint's tokens/s per request
+    (Param llm_tokens_per_second): at the default 40, 20,000 jobs would want 4,000 tasks (capped at
+    the map limit); an endpoint 1,000 times faster plans a handful, each with the target work."""
+    from synth_tasks.methods.mind import METHOD
+    from synth_tasks.methods.mind.config import MindConfig
+
+    generate = METHOD.stage("generate")
+    slow = generate.seconds_per_record(MindConfig(input_path="x"))
+    fast = generate.seconds_per_record(MindConfig(input_path="x", llm_tokens_per_second=40_000))
+    assert slow == pytest.approx(1024 / 40 / 4) and fast == pytest.approx(slow / 1000)
+    assert len(plan_shards(20_000, slow, 30.0, None, 1024)) == 1024
+    planned = plan_shards(20_000, fast, 30.0, None, 1024)
+    assert 1 < len(planned) < 10 and all(n * fast >= 30.0 for n in planned) and sum(planned) == 20_000
+    with pytest.raises(ValueError):
+        MindConfig(input_path="x", llm_tokens_per_second=0)

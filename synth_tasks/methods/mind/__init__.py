@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.mind.config import MindConfig
-from synth_tasks.methods.mind.stages import filter_conversations, generate, prepare
+from synth_tasks.methods.mind.stages import FILTER_SECONDS, filter_conversations, generate, prepare
 
 METHOD = Method(
     dag_id="mind",
@@ -28,7 +28,7 @@ METHOD = Method(
     stages=(
         Stage("prepare", prepare, mapped=False),
         Stage("generate", generate, llm="llm_conn_id"),
-        Stage("filter", filter_conversations),
+        Stage("filter", filter_conversations, cost=FILTER_SECONDS),
     ),
     export=Export(group_key="source_id", text_field="text", license="cc-by-nc-nd-4.0",
                   task_categories=("text-generation",),

@@ -178,3 +178,14 @@ def filter_conversations(run: StageRun[MindConfig], rows: list[dict]) -> None:
             "topic_overlap": round(topic_overlap(text, row["context"]), 3),
             "truncated": row["finish_reason"] in ("length", INCOMPLETE_JSON), "source_file": row["source_file"],
         })
+
+
+# --------------------------------------------------------------------------------------------
+# the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD)
+# --------------------------------------------------------------------------------------------
+# filter parses a conversation, counts its tokens and matches it against its context: 0.42 ms a
+# record over 20,006 short (two-turn) answers of the instant endpoint (bench/bench_dag.py, 2 cores
+# at load 6); 1 ms leaves room for full-length conversations. Undeclared it counted as
+# DEFAULT_TEXT_SECONDS (10 ms), which outweighed generate itself against a fast endpoint and cut
+# 20,006 jobs into 9 tasks a stage instead of 3.
+FILTER_SECONDS = 0.001
