@@ -6,9 +6,11 @@ knows no Airflow. Airflow is imported inside the functions, so ``import synth_ta
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import inspect
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -416,10 +418,9 @@ def dag_file_stems(folder: str) -> set[str]:
 def _known_dag_ids() -> set[str]:
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     with create_session() as session:
-        return set(session.scalars(select(DagModel.dag_id)))
+        return {dag_id for (dag_id,) in session.query(DagModel.dag_id)}
 
 
 def dag_source(dag_id: str, folder: str) -> str:
@@ -457,10 +458,6 @@ def _exit_now(code: int) -> None:
     """Exit once the run is over and recorded, skipping the interpreter's teardown: the exit
     handlers run and the streams are flushed, but freeing the objects of Airflow, pandas and the
     run one by one took 3-4 s of every local run (nothing is left to write by then)."""
-
-    import atexit
-    import logging
-
     atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
