@@ -259,22 +259,39 @@ def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
     lines = []
     for row in rows:
         row.sort(key=lambda w: w["x0"])
+        gaps = [w["x0"] - prev["x1"] for prev, w in zip(row, row[1:])]
         pieces: list[list[dict]] = [[row[0]]]
         for i, (prev, w) in enumerate(zip(row, row[1:]), start=1):
-            gap = w["x0"] - prev["x1"]
+            gap = gaps[i - 1]
             after = row[i + 1]["x0"] - w["x1"] if i + 1 < len(row) else float("inf")
             isolated = after > FRAGMENT_GAP_EM * w["size"]  # "(3)" alone, not "(3) Each worker ..."
             if gap > FRAGMENT_GAP_EM * max(w["size"], prev["size"]) and not (
                     _EQ_NUMBER.fullmatch(w["text"]) and isolated and gap < EQ_NUMBER_REACH * page_width) and not (
                     len(pieces[-1]) == 1 and _SECTION_NUMBER.fullmatch(prev["text"]) and w["text"][:1].isupper()
-                    and gap < 4 * prev["size"]):
+                    and gap < 4 * prev["size"]) and not _stretched(row, gaps, i):
                 # another column; but an equation's number at its column's edge stays with its
-                # equation, and a section number set apart ("2.   Transactions") with its heading
+                # equation, a section number set apart ("2.   Transactions") with its heading, and
+                # the words of a justified line whose spaces were stretched wide with theirs
                 pieces.append([w])
             else:
                 pieces[-1].append(w)
         lines += [_line(piece, page) for piece in pieces]
     return lines
+
+
+def _stretched(row: list[dict], gaps: list[float], i: int) -> bool:
+    """The wide gap before ``row[i]`` is a word space of a justified line: justification stretches
+    every space of a line by the same amount, so a wide gap next to another as wide (within a tenth
+    of an em) between words of letters is one of them ("6.4 Client-driven   or   Server-driven" in a
+    narrow column). Column gutters and table cells do not come in equal pairs of word-to-word gaps."""
+    size = row[i]["size"]
+    if abs(size - row[i - 1]["size"]) > 0.5:
+        return False
+    for j in (i - 2, i):  # the gap before the one before row[i], the gap after row[i]
+        if 0 <= j < len(gaps) and abs(gaps[j] - gaps[i - 1]) < 0.1 * size and all(
+                any(ch.isalpha() for ch in row[k]["text"]) for k in (j, j + 1, i - 1, i)):
+            return True
+    return False
 
 
 def _snap_scripts(words: list[dict]) -> list[dict]:
@@ -705,6 +722,8 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
             if _LIST_ITEM.match(current[0].text) and not _LIST_ITEM.match(item.text):
                 indent = False  # the hanging indent of a list item's next lines
             starts_item = bool(_LIST_ITEM.match(item.text)) and item.x0 <= here_left + 2 * item.size
+            # a numbered heading right under another ("3. RELATED WORK" over "3.1 Peer to Peer")
+            starts_item |= item.bold and prev.bold and bool((m := _NUMBERED.match(item.text)) and m["title"][:1].isupper())
             short_end = prev.x1 < here_right - 2.5 * prev.size and prev.text.rstrip().endswith((".", "!", "?", ":"))
             if item.mono and prev.mono:  # code: indents and short lines are its shape, not breaks
                 indent = short_end = eq = starts_item = False

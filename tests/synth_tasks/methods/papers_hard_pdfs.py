@@ -525,3 +525,53 @@ def structure_pdf() -> bytes:
             pdf.text(RIGHT_COL[0] + (0 if k == 0 else 10), y, line)  # the hanging indent
             y += 11
     return bytes(pdf.output())
+
+
+# 8. Layout rules of two-column pages, each drawn the way LaTeX sets it: two numbered headings
+# stacked with no text between; a heading and a list item in a narrow column whose justified spaces
+# are stretched wider than a gutter (equal gaps); a code listing with blank lines that runs from
+# the foot of the left column to the top of the right one.
+RULES_STACKED = ["3. RELATED WORK", "3.1 Peer to Peer Systems"]
+RULES_STACKED_BODY = ["Early systems kept a full copy of every", "file on each of the peers in the group."]
+RULES_JUSTIFIED = ["6.4", "Client-driven", "or", "Server-driven"]  # set with equal stretched spaces
+RULES_JUSTIFIED_NEXT = "Coordination"
+RULES_JUSTIFIED_ITEM = ["delete(path, version):", "Deletes", "the", "znode"]
+RULES_BODY = ["The coordinator runs the state machine for", "every request that reaches this node."]
+RULES_CODE_LEFT = ['#include "store.h"', "", "// Count the words", "int count(const char* s) {",
+                   "  int n = 0;", "", "  while (*s) {"]
+RULES_CODE_RIGHT = ["    if (*s++ == ' ') n++;", "  }", "", "  return n;", "}"]
+RULES_CODE = "\n".join(l for l in RULES_CODE_LEFT + RULES_CODE_RIGHT if l)
+
+
+def layout_rules_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "Layout Rules of Two-Column Papers", 80, 16, "B")
+    y = _lines(pdf, LEFT_COL[0], 130, RULES_STACKED, 12, "B")
+    y = _lines(pdf, LEFT_COL[0], y + 2, RULES_STACKED_BODY)
+    # the right column's justified heading: its three spaces stretched to 30 pt each
+    pdf.set_font("Times", "B", 12)
+    x = RIGHT_COL[0]
+    for i, word in enumerate(RULES_JUSTIFIED):
+        pdf.text(x, 130, word)
+        x += pdf.get_string_width(word) + (13 if i == 0 else 30)
+    pdf.text(RIGHT_COL[0], 144, RULES_JUSTIFIED_NEXT)
+    y2 = _lines(pdf, RIGHT_COL[0], 160, RULES_BODY)
+    pdf.set_font("Times", "", 10)
+    x = RIGHT_COL[0]
+    for word in RULES_JUSTIFIED_ITEM:  # a list item's first line, its spaces stretched to 13 pt
+        pdf.text(x, y2 + 4, word)
+        x += pdf.get_string_width(word) + 13
+    # the code listing: 8 pt Courier at the foot of the left column, on at the top of the right
+    pdf.set_font("Courier", "", 8)
+    y = 640.0
+    for line in RULES_CODE_LEFT:
+        if line:
+            pdf.text(LEFT_COL[0], y, line)
+        y += 9.5
+    y = 300.0
+    for line in RULES_CODE_RIGHT:
+        if line:
+            pdf.text(RIGHT_COL[0], y, line)
+        y += 9.5
+    return bytes(pdf.output())

@@ -144,3 +144,21 @@ def test_references_set_with_a_hanging_indent_are_one_entry_each(structure):
 ])
 def test_line_end_hyphens(lines, joined):
     assert join_lines(lines, set()) == joined
+
+
+@pytest.fixture(scope="module")
+def layout_rules():
+    return extract_paper(hard.layout_rules_pdf(), "rules.pdf", "rules")
+
+
+def test_a_numbered_heading_right_under_another_is_a_heading_of_its_own(layout_rules):
+    headings = [b["text"] for b in _blocks(layout_rules, "heading")]
+    assert hard.RULES_STACKED[0] in headings and hard.RULES_STACKED[1] in headings
+    assert " ".join(hard.RULES_STACKED_BODY) in [b["text"] for b in _blocks(layout_rules, "paragraph")]
+
+
+def test_the_stretched_spaces_of_a_justified_line_do_not_cut_it_like_a_gutter(layout_rules):
+    headings = [b["text"] for b in _blocks(layout_rules, "heading")]
+    assert " ".join(hard.RULES_JUSTIFIED + [hard.RULES_JUSTIFIED_NEXT]) in headings
+    paragraphs = [b["text"] for b in _blocks(layout_rules, "paragraph")]
+    assert " ".join(hard.RULES_JUSTIFIED_ITEM) in paragraphs
