@@ -709,7 +709,7 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
             prev_eq = False
             continue
         left, right = bounds[item.col]
-        eq = _is_equation(item, left, right)
+        eq = _is_equation(item, left, right) and not item.mono  # "i == 0" in code is no formula
         if current:
             prev = current[-1]
             size = max(prev.size, item.size)
@@ -725,10 +725,12 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
             # a numbered heading right under another ("3. RELATED WORK" over "3.1 Peer to Peer")
             starts_item |= item.bold and prev.bold and bool((m := _NUMBERED.match(item.text)) and m["title"][:1].isupper())
             short_end = prev.x1 < here_right - 2.5 * prev.size and prev.text.rstrip().endswith((".", "!", "?", ":"))
-            if item.mono and prev.mono:  # code: indents and short lines are its shape, not breaks
+            gap_limit = 1.45 * size
+            if item.mono and prev.mono:  # code: indents, short lines and blank lines are its shape, not breaks
                 indent = short_end = eq = starts_item = False
                 step = max(step, 0.0) if item.x0 > prev.x0 else step  # a row of code output: one line
-            if (item.col != prev.col or step > 1.45 * size or step < 0 or abs(item.size - prev.size) > 0.6
+                gap_limit = 2.6 * size  # one blank line
+            if (item.col != prev.col or step > gap_limit or step < 0 or abs(item.size - prev.size) > 0.6
                     or item.bold != prev.bold or item.mono != prev.mono or indent or short_end or eq or prev_eq
                     or starts_item):
                 flush()
@@ -997,7 +999,8 @@ def _mark_footnotes(items: list[Paragraph | Region], body: float, pages: list[Pa
     they interrupt."""
     paragraphs = [p for p in items if isinstance(p, Paragraph)]
     for p in paragraphs:
-        if p.kind != "paragraph" or p.size > body - 1 or p.bbox[1] < 0.75 * pages[p.page - 1].height:
+        if (p.kind != "paragraph" or p.size > body - 1 or p.bbox[1] < 0.75 * pages[p.page - 1].height
+                or all(l.mono for l in p.lines)):  # code set small at a column's foot is code
             continue
         col = p.lines[0].col
         if not any(q is not p and q.page == p.page and q.lines[0].col == col and q.bbox[1] > p.bbox[3]
@@ -1019,7 +1022,8 @@ def _join_continued(items: list[Paragraph | Region], hyphenated: set[str]) -> li
         if (open_par is not None and item.kind == "paragraph" and _break_between(open_par.lines[-1], item.lines[0])
                 and not re.search(r"[.!?:]['’”)]*$", open_par.text) and re.match(r"[a-z(]", item.text)):
             open_par.lines += item.lines
-            open_par.text = join_lines([open_par.text, item.text], hyphenated)
+            code = all(l.mono for l in open_par.lines)  # a listing goes on with its next line
+            open_par.text = f"{open_par.text}\n{item.text}" if code else join_lines([open_par.text, item.text], hyphenated)
             continue
         open_par = item if item.kind == "paragraph" else None
         out.append(item)

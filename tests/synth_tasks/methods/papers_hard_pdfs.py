@@ -547,16 +547,17 @@ def layout_rules_pdf() -> bytes:
     pdf = _paper()
     pdf.add_page()
     _centered(pdf, "Layout Rules of Two-Column Papers", 80, 16, "B")
-    y = _lines(pdf, LEFT_COL[0], 130, RULES_STACKED, 12, "B")
+    y = _lines(pdf, LEFT_COL[0], 200, RULES_STACKED, 12, "B")
     y = _lines(pdf, LEFT_COL[0], y + 2, RULES_STACKED_BODY)
-    # the right column's justified heading: its three spaces stretched to 30 pt each
+    # the right column, under the end of the code listing: a justified heading, its three spaces
+    # stretched to 30 pt each
     pdf.set_font("Times", "B", 12)
     x = RIGHT_COL[0]
     for i, word in enumerate(RULES_JUSTIFIED):
-        pdf.text(x, 130, word)
+        pdf.text(x, 200, word)
         x += pdf.get_string_width(word) + (13 if i == 0 else 30)
-    pdf.text(RIGHT_COL[0], 144, RULES_JUSTIFIED_NEXT)
-    y2 = _lines(pdf, RIGHT_COL[0], 160, RULES_BODY)
+    pdf.text(RIGHT_COL[0], 214, RULES_JUSTIFIED_NEXT)
+    y2 = _lines(pdf, RIGHT_COL[0], 230, RULES_BODY)
     pdf.set_font("Times", "", 10)
     x = RIGHT_COL[0]
     for word in RULES_JUSTIFIED_ITEM:  # a list item's first line, its spaces stretched to 13 pt
@@ -569,7 +570,7 @@ def layout_rules_pdf() -> bytes:
         if line:
             pdf.text(LEFT_COL[0], y, line)
         y += 9.5
-    y = 300.0
+    y = 110.0
     for line in RULES_CODE_RIGHT:
         if line:
             pdf.text(RIGHT_COL[0], y, line)

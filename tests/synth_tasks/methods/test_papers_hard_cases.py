@@ -162,3 +162,10 @@ def test_the_stretched_spaces_of_a_justified_line_do_not_cut_it_like_a_gutter(la
     assert " ".join(hard.RULES_JUSTIFIED + [hard.RULES_JUSTIFIED_NEXT]) in headings
     paragraphs = [b["text"] for b in _blocks(layout_rules, "paragraph")]
     assert " ".join(hard.RULES_JUSTIFIED_ITEM) in paragraphs
+
+
+def test_a_code_listing_is_one_block_over_its_blank_lines_and_the_column_break(layout_rules):
+    (code,) = [b for b in _blocks(layout_rules) if "#include" in b["text"]]
+    assert code["kind"] == "paragraph"  # small type at the foot of a column, but code: not a footnote
+    assert [l.strip() for l in code["text"].splitlines()] == [l.strip() for l in hard.RULES_CODE.splitlines()]
+    assert not _blocks(layout_rules, "footnote") and not _blocks(layout_rules, "equation")
