@@ -212,7 +212,8 @@ def _repaired_chars(chars: list[dict]) -> list[dict]:
     for c in chars:
         if c["size"] < 2:
             m = c.get("matrix") or (1, 0, 0, 1, 0, 0)
-            c = dict(c, size=size, top=c["bottom"] - size, upright=c["upright"] or (m[1] == 0 and m[2] == 0))
+            c = dict(c, size=size, top=c["bottom"] - size, upright=c["upright"] or (m[1] == 0 and m[2] == 0),
+                     size_guessed=True)
         fixed.append(c)
     return fixed
 
@@ -244,6 +245,7 @@ def _words(chars: list[dict]) -> list[dict]:
         word["mono_chars"] = sum(any(m in f for m in _MONO_FONTS) for f in fonts)
         word["n_chars"] = len(word_chars)
         word["ocr_chars"] = sum(bool(c.get("ocr")) for c in word_chars)
+        word["size_guessed"] = any(c.get("size_guessed") for c in word_chars)
         words.append(word)
     return words
 
@@ -304,12 +306,18 @@ def _snap_scripts(words: list[dict]) -> list[dict]:
     body = statistics.median(w["size"] for w in words)
     out = []
     for w in words:
+        host = None
         if w["size"] < 0.85 * body:
             center = (w["top"] + w["bottom"]) / 2
             host = next((h for h in words if w["size"] < 0.85 * h["size"] and h["top"] <= center <= h["bottom"]
                          and -1 <= w["x0"] - h["x1"] < 0.5 * h["size"]), None)
-            if host is not None and abs(host["bottom"] - w["bottom"]) > 0.5:
-                w = dict(w, bottom=host["bottom"], top=host["bottom"] - w["size"], script_bottom=w["bottom"])
+        elif w.get("size_guessed") and len(w["text"]) <= 3:
+            # a font that gives no size (``_repaired_chars``): a short word raised a fifth to two
+            # thirds of an em above the word it touches is its superscript ("[WVS" + "+" + "96]")
+            host = next((h for h in words if 0.2 * h["size"] < h["bottom"] - w["bottom"] < 0.67 * h["size"]
+                         and -1 <= w["x0"] - h["x1"] < TOUCHING * h["size"]), None)
+        if host is not None and abs(host["bottom"] - w["bottom"]) > 0.5:
+            w = dict(w, bottom=host["bottom"], top=host["bottom"] - w["size"], script_bottom=w["bottom"])
         out.append(w)
     return out
 
@@ -338,9 +346,11 @@ def _joined_words(words: list[dict]) -> str:
             text = w["text"]
         elif mark_dropped and w["text"][0] in ".,;:)" and abs(w["size"] - prev["size"]) < 0.5:
             text += w["text"]  # "Gnutella¹," -> "Gnutella,"
-        elif w["x0"] - prev["x1"] > TOUCHING * min(w["size"], prev["size"]) or abs(w["size"] - prev["size"]) < 0.5:
+        elif w["x0"] - prev["x1"] > TOUCHING * min(w["size"], prev["size"]) or (
+                abs(w["size"] - prev["size"]) < 0.5 and "script_bottom" not in w and "script_bottom" not in prev):
             text += " " + w["text"]
-        elif w["size"] < prev["size"] and w.get("script_bottom", w["bottom"]) < prev["bottom"] - 0.15 * prev["size"]:
+        elif (w["size"] < prev["size"] or "script_bottom" in w) and \
+                w.get("script_bottom", w["bottom"]) < prev["bottom"] - 0.15 * prev["size"]:
             if prev["text"][-1].isdigit() and w["text"].isdigit():
                 text += "^" + w["text"]
             elif prev["text"][-1].isdigit() and w["text"] in ("st", "nd", "rd", "th"):
@@ -852,24 +862,31 @@ def _named_glyphs(chars: list[dict], page, glyph_names: GlyphNames, read_box) ->
     for c in out:
         lines.setdefault(round(c["bottom"]), []).append(c)
     for run in runs:
-        known = [glyph_names.learned(c["code"]) for c in run]
+        # a glyph drawn over a letter is its accent (TeX sets "é" as an acute over an "e"): the two
+        # are read as one, and the letter goes
+        box = _bbox(run)
+        under = [c for c in lines.get(round(run[0]["bottom"]), ()) if box[0] <= (c["x0"] + c["x1"]) / 2 <= box[2]
+                 and c["text"].isalpha()]
+        known = [None] if under else [glyph_names.learned(c["code"]) for c in run]
         text = "".join(k or "" for k in known)
         if None in known:
             left, right = _word_around(run, lines)
             seen = read_box(_bbox([*left, *run, *right]))
             prefix, suffix = "".join(c["text"] for c in left), "".join(c["text"] for c in right)
-            squeezed = seen.replace(" ", "") if (left or right) else seen
+            squeezed = _folded(seen.replace(" ", "") if (left or right) else seen)
+            prefix, suffix = _folded(prefix), _folded(suffix)
             if squeezed.startswith(prefix) and squeezed.endswith(suffix) and len(squeezed) > len(prefix) + len(suffix):
                 text = squeezed[len(prefix):len(squeezed) - len(suffix)]
             else:
                 text = ""
-            if len(run) == 1:
+            if len(run) == 1 and not under:
                 glyph_names.vote(run[0]["code"], text)  # "" too: a glyph OCR cannot read is not tried forever
         if not text.strip():
             unread += len(run)
             continue
+        if under:
+            out = [c for c in out if not any(c is u for u in under)]
         read += len(run)
-        box = _bbox(run)
         words = text.split()
         unit = (box[2] - box[0]) / (sum(map(len, words)) + len(words) - 1)
         x = box[0]
@@ -877,6 +894,15 @@ def _named_glyphs(chars: list[dict], page, glyph_names: GlyphNames, read_box) ->
             out.append(dict(run[0], text=word, x0=x, x1=x + unit * len(word), ocr=True))
             x += unit * (len(word) + 1)
     return out, read, unread
+
+
+_QUOTES = str.maketrans(dict.fromkeys("‘’‚‛′`", "'") | dict.fromkeys("“”„‟″", '"'))
+
+
+def _folded(text: str) -> str:
+    """Curly and straight quotes as one: OCR reads a text layer's '"' as '”' and the other way round
+    (the same length, so a position in one is a position in the other)."""
+    return text.translate(_QUOTES)
 
 
 def _padded(box: tuple[float, float, float, float], pad: float) -> tuple[float, float, float, float]:

@@ -13,7 +13,7 @@ import pytest
 
 from synth_tasks.methods.papers import ocr
 from synth_tasks.methods.papers.extract import BadPDF, extract_paper, join_lines
-from synth_tasks.methods.papers.glyphs import name_to_text
+from synth_tasks.methods.papers.glyphs import GlyphNames, name_to_text
 from tests.synth_tasks.methods import papers_hard_pdfs as hard
 
 
@@ -169,3 +169,57 @@ def test_a_code_listing_is_one_block_over_its_blank_lines_and_the_column_break(l
     assert code["kind"] == "paragraph"  # small type at the foot of a column, but code: not a footnote
     assert [l.strip() for l in code["text"].splitlines()] == [l.strip() for l in hard.RULES_CODE.splitlines()]
     assert not _blocks(layout_rules, "footnote") and not _blocks(layout_rules, "equation")
+
+
+def _type3_chars(runs: list[tuple[str, float, float]], advance: float = 5.4) -> list[dict]:
+    """Characters as pdfplumber reports a Type 3 bitmap font (the PageRank paper's): size 0.12,
+    not upright, through a flipped matrix; ``runs`` are (text, x, baseline)."""
+    chars = []
+    for text, x, base in runs:
+        for ch in text:
+            chars.append({"text": ch, "x0": x, "x1": x + advance, "top": base - 0.12, "bottom": base, "size": 0.12,
+                          "doctop": base - 0.12,
+                          "upright": False, "fontname": "unknown", "matrix": (0.12, 0, 0, -0.12, x, 700 - base)})
+            x += advance
+    return chars
+
+
+def test_a_raised_mark_in_a_font_without_sizes_is_a_superscript():
+    from synth_tasks.methods.papers.extract import _fragments, _repaired_chars, _words
+
+    # "[WVS" on the baseline, a "+" raised 6 pt, "96] Ron" back on it (TeX's \cite label [WVS+96])
+    chars = _type3_chars([("[WVS", 72.0, 618.0), ("+", 93.6, 612.0), ("96]", 99.0, 618.0),
+                          ("Ron", 120.0, 618.0), ("Weiss", 142.0, 618.0)])
+    lines = _fragments(_words(_repaired_chars(chars)), 1, 612.0)
+    assert [l.text for l in lines] == ["[WVS+96] Ron Weiss"]
+
+
+class _NoNames(GlyphNames):
+    def text(self, page, fontname, code):
+        return None
+
+
+def _glyph_chars(runs: list[tuple[str, float]], base: float = 500.0, advance: float = 5.0) -> list[dict]:
+    return [{"text": t, "x0": x, "x1": x + advance, "top": base - 10, "bottom": base, "size": 10.0,
+             "fontname": "T3", "upright": True} for t, x in runs]
+
+
+def test_an_unmapped_glyph_beside_a_quote_is_read_though_ocr_curls_the_quote():
+    from synth_tasks.methods.papers.extract import _named_glyphs
+
+    # '"' (cid:13) 'a' 't' '"': OCR of the word reads the quotes curly, ”flat”
+    chars = _glyph_chars([('"', 100), ("(cid:13)", 105), ("a", 110), ("t", 115), ('"', 120)])
+    out, read, unread = _named_glyphs(chars, None, _NoNames(), lambda box: "” flat”")
+    assert (read, unread) == (1, 0)
+    assert "".join(c["text"] for c in sorted(out, key=lambda c: c["x0"])) == '"flat"'
+
+
+def test_an_unmapped_accent_over_a_letter_is_read_with_it_and_the_letter_goes():
+    from synth_tasks.methods.papers.extract import _named_glyphs
+
+    # TeX's \'e: the acute (no text mapping) drawn over the "e" of "Velez"
+    chars = _glyph_chars([("V", 100), ("(cid:19)", 105), ("e", 105.2), ("l", 110), ("e", 115), ("z", 120)])
+    chars[2]["x1"] = 109.8
+    out, read, unread = _named_glyphs(chars, None, _NoNames(), lambda box: "Vélez")
+    assert (read, unread) == (1, 0)
+    assert "".join(c["text"] for c in sorted(out, key=lambda c: c["x0"])) == "Vélez"
