@@ -540,6 +540,8 @@ RULES_BODY = ["The coordinator runs the state machine for", "every request that 
 RULES_CODE_LEFT = ['#include "store.h"', "", "// Count the words", "int count(const char* s) {",
                    "  int n = 0;", "", "  while (*s) {"]
 RULES_CODE_RIGHT = ["    if (*s++ == ' ') n++;", "  }", "", "  return n;", "}"]
+RULES_TIGHT = [("Even", 1.8), ("though", 1.8), ("the", 1.8), ("pseudo-code", 1.4), ("is", 2.0), ("written", 0)]
+RULES_TIGHT_TEXT = " ".join(w for w, _ in RULES_TIGHT)  # a tightly justified line: spaces of 0.14-0.2 em
 RULES_CODE = "\n".join(l for l in RULES_CODE_LEFT + RULES_CODE_RIGHT if l)
 
 
@@ -563,6 +565,11 @@ def layout_rules_pdf() -> bytes:
     for word in RULES_JUSTIFIED_ITEM:  # a list item's first line, its spaces stretched to 13 pt
         pdf.text(x, y2 + 4, word)
         x += pdf.get_string_width(word) + 13
+    pdf.set_font("Times", "", 10)
+    x = LEFT_COL[0]
+    for word, space in RULES_TIGHT:
+        pdf.text(x, y + 8, word)
+        x += pdf.get_string_width(word) + space
     # the code listing: 8 pt Courier at the foot of the left column, on at the top of the right
     pdf.set_font("Courier", "", 8)
     y = 640.0

@@ -223,3 +223,7 @@ def test_an_unmapped_accent_over_a_letter_is_read_with_it_and_the_letter_goes():
     out, read, unread = _named_glyphs(chars, None, _NoNames(), lambda box: "Vélez")
     assert (read, unread) == (1, 0)
     assert "".join(c["text"] for c in sorted(out, key=lambda c: c["x0"])) == "Vélez"
+
+
+def test_the_shrunk_spaces_of_a_tight_line_still_part_its_words(layout_rules):
+    assert hard.RULES_TIGHT_TEXT in [b["text"] for b in _blocks(layout_rules, "paragraph")]
