@@ -629,7 +629,7 @@ def _remove_running_lines(pages: list[PageLayout]) -> int:
 # ---------------------------------------------------------------------------------------------
 def _gutter(lines: list[Line], width: float, at: float | None = None) -> float | None:
     """The x of a two-column page's gutter: near the middle, crossed by at most a quarter of the
-    lines, with lines of prose side by side across it (two pairs; one where ``at``, the gutter of
+    lines from the first to the last lines of prose side by side across it (two pairs; one where ``at``, the gutter of
     the document's other pages, is given); None for a single-column page."""
     if len(lines) < 4:
         return None
@@ -649,13 +649,17 @@ def _gutter(lines: list[Line], width: float, at: float | None = None) -> float |
         best = max(runs, key=len)
         gx = (best[0] + best[-1]) / 2
     else:
-        gx, least = at, sum(l.x0 < at < l.x1 for l in lines)
-    if least > 0.25 * len(lines):
-        return None
+        gx = at
     left = [l for l in lines if l.x1 <= gx and len(l.text.split()) >= 3]
     right = [l for l in lines if l.x0 >= gx and len(l.text.split()) >= 3]
-    side_by_side = sum(any(r.top < l.bottom and l.top < r.bottom for r in right) for l in left)
-    return gx if side_by_side >= (1 if at is not None else 2) else None
+    paired = [l for l in left if any(r.top < l.bottom and l.top < r.bottom for r in right)]
+    if len(paired) < (1 if at is not None else 2):
+        return None
+    # the lines crossing it are counted where the columns are: a first page's title, authors and
+    # abstract set across the page above them are no evidence against two columns below
+    top, bottom = min(l.top for l in paired), max(l.bottom for l in paired)
+    within = [l for l in lines if top - 1 <= l.top and l.bottom <= bottom + 1]
+    return None if sum(l.x0 < gx < l.x1 for l in within) > 0.25 * len(within) else gx
 
 
 def _column(box, gx: float | None) -> str:
@@ -669,6 +673,13 @@ def _reading_order(page: PageLayout) -> list[Line | Region]:
     items: list[Line | Region] = [*page.lines, *page.regions]
     for item in items:
         item.col = _column(item.bbox, page.gutter)
+    for line in sorted(page.lines, key=lambda l: l.top):
+        # the short last line of a paragraph set across the page (an abstract) lies on one side of
+        # the gutter: right under a spanning line of its size, with nothing beside it, it spans too
+        if line.col != "S" and any(a.col == "S" and 0 <= line.top - a.bottom < 0.5 * line.size and a.x0 - 2 * line.size <= line.x0
+                                   and abs(a.size - line.size) < 0.6 for a in page.lines) and not any(
+                o.col not in ("S", line.col) and o.top < line.bottom and line.top < o.bottom for o in items):
+            line.col = "S"
     if page.gutter is None:
         return sorted(items, key=lambda i: (i.top, i.x0))
     spanning = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)

@@ -583,3 +583,32 @@ def layout_rules_pdf() -> bytes:
             pdf.text(RIGHT_COL[0], y, line)
         y += 9.5
     return bytes(pdf.output())
+
+
+# 9. A first page whose title, authors and abstract run across the page (more than a quarter of its
+# lines) over two columns; the abstract ends in a short line on the left half.
+FRONT_ABSTRACT_LINES = [
+    "An abstract set across the whole page summarises the work in a few sentences before the two columns begin.",
+    "It is long enough here that its lines, with the title and the authors above them, are more than a quarter",
+    "of all the lines on the page, which once made the page look as if it had a single column, so that each line",
+    "of the left column was read together with the line of the right column beside it, and the last line of the",
+    "abstract, short and on the left half of the page, was taken for a line of the left column; this is its",
+    "short last line.",
+]
+FRONT_ABSTRACT = " ".join(FRONT_ABSTRACT_LINES)
+FRONT_LEFT = ["The left column starts here and runs on", "for a few lines of plain running text that",
+              "a reader takes before the right column."]
+FRONT_RIGHT = ["The right column is read after the left", "one, from its top line down to its last",
+               "line, which ends the page's text here."]
+
+
+def front_matter_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Paper With Its Front Matter Across the Page", 80, 16, "B")
+    _centered(pdf, "Ann Author and Second Author", 104, 11)
+    _centered(pdf, "Department of Tests, Example University", 118, 10)
+    y = _lines(pdf, LEFT_COL[0], 150, FRONT_ABSTRACT_LINES)
+    _lines(pdf, LEFT_COL[0], y + 20, FRONT_LEFT)
+    _lines(pdf, RIGHT_COL[0], y + 20, FRONT_RIGHT)
+    return bytes(pdf.output())

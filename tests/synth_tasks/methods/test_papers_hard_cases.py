@@ -227,3 +227,11 @@ def test_an_unmapped_accent_over_a_letter_is_read_with_it_and_the_letter_goes():
 
 def test_the_shrunk_spaces_of_a_tight_line_still_part_its_words(layout_rules):
     assert hard.RULES_TIGHT_TEXT in [b["text"] for b in _blocks(layout_rules, "paragraph")]
+
+
+def test_front_matter_across_a_first_page_leaves_its_two_columns_found_and_the_abstract_whole():
+    paper = extract_paper(hard.front_matter_pdf(), "front.pdf", "front")
+    assert paper["two_column_pages"] == [1]
+    paragraphs = [b["text"] for b in _blocks(paper, "paragraph")]
+    i = paragraphs.index(hard.FRONT_ABSTRACT)
+    assert paragraphs[i + 1:i + 3] == [" ".join(hard.FRONT_LEFT), " ".join(hard.FRONT_RIGHT)]
