@@ -682,18 +682,29 @@ def _reading_order(page: PageLayout) -> list[Line | Region]:
             line.col = "S"
     if page.gutter is None:
         return sorted(items, key=lambda i: (i.top, i.x0))
-    spanning = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)
+    spanning: list[Line | Region | float] = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)
     columns = [i for i in items if i.col != "S"]
+    # a band of white across the whole page, several lines high, ends one band of columns and
+    # starts another: author blocks side by side above the abstract, a bibliography set in two
+    # columns under the end of the text
+    size = statistics.median(l.size for l in page.lines) if page.lines else 10.0
+    reach = float("-inf")
+    for item in sorted(items, key=lambda i: i.top):
+        if reach > float("-inf") and item.top - reach > 3 * size:
+            spanning.append(item.top - 0.5)
+        reach = max(reach, item.bottom)
+    spanning.sort(key=lambda i: i if isinstance(i, float) else i.top)
     ordered: list[Line | Region] = []
     upper = float("-inf")
     for stop in [*spanning, None]:
-        limit = stop.top if stop is not None else float("inf")
+        limit = float("inf") if stop is None else stop if isinstance(stop, float) else stop.top
         band = [i for i in columns if upper <= i.top < limit]
         ordered += sorted((i for i in band if i.col == "L"), key=lambda i: (i.top, i.x0))
         ordered += sorted((i for i in band if i.col == "R"), key=lambda i: (i.top, i.x0))
         if stop is not None:
-            ordered.append(stop)
-            upper = stop.top
+            if not isinstance(stop, float):
+                ordered.append(stop)
+            upper = limit
     return ordered
 
 
@@ -1187,6 +1198,30 @@ def _split_references(paragraphs: list[Paragraph], hyphenated: set[str]) -> list
     return [Paragraph(e, kind="reference", text=join_lines([l.text for l in e], hyphenated)) for e in entries]
 
 
+def _unheaded_references(paragraphs: list[Paragraph]) -> Paragraph | None:
+    """The first entry of a bibliography printed without a heading (REVTeX sets only a rule): four
+    lines starting "[n]" to "[n+3]" in a row, with no heading between, and back from them the
+    earliest paragraph with a line labelled by a smaller number (an entry cut by a float is not in
+    the row)."""
+    def labels(p: Paragraph) -> list[int]:
+        return [int(m[1]) for l in p.lines if (m := re.match(r"\[(\d{1,3})\]", l.text))]
+
+    since = 0  # the paragraph after the last heading
+    run: list[tuple[int, int]] = []  # (paragraph index, label)
+    for i, p in enumerate(paragraphs):
+        if p.kind == "heading":
+            if _REFERENCES.match(p.text.strip()):
+                return None  # a headed bibliography is found by its heading
+            since, run = i + 1, []
+            continue
+        for n in labels(p):
+            run = run + [(i, n)] if run and n == run[-1][1] + 1 else [(i, n)]
+            if len(run) == 4:
+                first = run[0][1]
+                return next(q for q in paragraphs[since:run[0][0] + 1] if any(k <= first for k in labels(q)))
+    return None
+
+
 def _labels_joined(lines: list[Line]) -> list[Line]:
     """Entry labels set in a column of their own ("[Kle98]" left of its entry, read as another
     column) go back to the start of the line beside them."""
@@ -1296,7 +1331,10 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
             blocks.append(ref)
         references.clear()
 
+    unheaded = _unheaded_references(paragraphs)
     for item in items:
+        if item is unheaded and in_refs is None:
+            in_refs = 1
         if isinstance(item, Region):
             if item.kind == "table":
                 close_references()
@@ -1319,7 +1357,7 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
                 blocks.append(p)
                 continue
         p.section_path = [t for _, t in stack]
-        if in_refs is not None:
+        if in_refs is not None and p.kind not in ("footnote", "figure_caption", "table_caption"):  # floats stay out
             references.append(p)
             continue
         blocks.append(p)

@@ -542,6 +542,7 @@ RULES_CODE_LEFT = ['#include "store.h"', "", "// Count the words", "int count(co
 RULES_CODE_RIGHT = ["    if (*s++ == ' ') n++;", "  }", "", "  return n;", "}"]
 RULES_TIGHT = [("Even", 1.8), ("though", 1.8), ("the", 1.8), ("pseudo-code", 1.4), ("is", 2.0), ("written", 0)]
 RULES_TIGHT_TEXT = " ".join(w for w, _ in RULES_TIGHT)  # a tightly justified line: spaces of 0.14-0.2 em
+RULES_FILLER = ["Replicas agree on the order of the writes", "before any of them is applied to the file."]
 RULES_CODE = "\n".join(l for l in RULES_CODE_LEFT + RULES_CODE_RIGHT if l)
 
 
@@ -549,7 +550,7 @@ def layout_rules_pdf() -> bytes:
     pdf = _paper()
     pdf.add_page()
     _centered(pdf, "Layout Rules of Two-Column Papers", 80, 16, "B")
-    y = _lines(pdf, LEFT_COL[0], 200, RULES_STACKED, 12, "B")
+    y = _lines(pdf, LEFT_COL[0], 110, RULES_STACKED, 12, "B")
     y = _lines(pdf, LEFT_COL[0], y + 2, RULES_STACKED_BODY)
     # the right column, under the end of the code listing: a justified heading, its three spaces
     # stretched to 30 pt each
@@ -570,6 +571,7 @@ def layout_rules_pdf() -> bytes:
     for word, space in RULES_TIGHT:
         pdf.text(x, y + 8, word)
         x += pdf.get_string_width(word) + space
+    _lines(pdf, LEFT_COL[0], y + 24, RULES_FILLER * 19)  # the rest of the column, down to the listing
     # the code listing: 8 pt Courier at the foot of the left column, on at the top of the right
     pdf.set_font("Courier", "", 8)
     y = 640.0
@@ -611,4 +613,29 @@ def front_matter_pdf() -> bytes:
     y = _lines(pdf, LEFT_COL[0], 150, FRONT_ABSTRACT_LINES)
     _lines(pdf, LEFT_COL[0], y + 20, FRONT_LEFT)
     _lines(pdf, RIGHT_COL[0], y + 20, FRONT_RIGHT)
+    return bytes(pdf.output())
+
+
+# 10. The end of a REVTeX paper: the text ends in both columns, and under a band of white across the
+# page the bibliography, without a heading, runs in two columns of its own.
+BIB_LEFT = ["The text of the left column ends on this", "page well above its foot, and so does", "the right column next to it."]
+BIB_RIGHT = ["The right column holds the last lines of", "the text, read after the left column and", "before the bibliography below."]
+BIB_ENTRIES = [["[1] A. Author, Phys. Rev. 94, 262 (1954)."], ["[2] B. Author and C. Author, J. Appl.", "Phys. 51, 445 (1983)."],
+               ["[3] D. Author, Physica D 88, 445 (1983)."], ["[4] E. Author, Q. J. Mech. Appl. Math.", "51, 477 (1988)."],
+               ["[5] F. Author, personal communication."]]
+
+
+def unheaded_bibliography_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Paper Whose Bibliography Has No Heading", 80, 16, "B")
+    _lines(pdf, LEFT_COL[0], 120, BIB_LEFT)
+    _lines(pdf, RIGHT_COL[0], 120, BIB_RIGHT)
+    for col, entries in ((LEFT_COL[0], BIB_ENTRIES[:3]), (RIGHT_COL[0], BIB_ENTRIES[3:])):
+        y = 220.0
+        for entry in entries:
+            pdf.set_font("Times", "", 9)
+            for k, line in enumerate(entry):
+                pdf.text(col + (0 if k == 0 else 14), y, line)
+                y += 11
     return bytes(pdf.output())

@@ -235,3 +235,10 @@ def test_front_matter_across_a_first_page_leaves_its_two_columns_found_and_the_a
     paragraphs = [b["text"] for b in _blocks(paper, "paragraph")]
     i = paragraphs.index(hard.FRONT_ABSTRACT)
     assert paragraphs[i + 1:i + 3] == [" ".join(hard.FRONT_LEFT), " ".join(hard.FRONT_RIGHT)]
+
+
+def test_a_bibliography_without_a_heading_under_a_band_of_white_is_read_last_one_entry_each():
+    paper = extract_paper(hard.unheaded_bibliography_pdf(), "bib.pdf", "bib")
+    kinds_texts = [(b["kind"], b["text"]) for b in paper["blocks"] if b["kind"] != "heading" and "Journal" not in b["text"]]
+    assert kinds_texts == ([("paragraph", " ".join(hard.BIB_LEFT)), ("paragraph", " ".join(hard.BIB_RIGHT))]
+                           + [("reference", " ".join(e)) for e in hard.BIB_ENTRIES])
