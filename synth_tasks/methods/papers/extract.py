@@ -59,7 +59,8 @@ _MONO_FONTS = ("courier", "mono", "cmtt", "consol", "typewriter")
 SCAN_STAMP_CHARS = 200  # fewer characters than this beside a page-sized image: a scan with a stamp
 MATH_CHARS = set("=≤≥≠≈∑∏∫√±×÷∈∉⊂⊆∀∃→←↔∞∂∇αβγδεθλμπσφωΣΠΔΩ")
 
-_CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)\s*[:.|]", re.IGNORECASE)
+# "Table 4:", "Fig. 2.", or the label set apart before a capital ("Table 4  A table spanning ...", ASME)
+_CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)(\s*[:.|]|\s+(?=(?-i:[A-Z])))", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(?P<num>(?:\d+\.)*\d+|[IVX]+\.|[A-Z]\.(?:\d+\.?)*)\s+(?P<title>\S.*)$")
 _SECTION_NUMBER = re.compile(r"(\d{1,2}(\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.|[A-Z]\.)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?(\d{1,4}|[ivxlc]{1,6})(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)

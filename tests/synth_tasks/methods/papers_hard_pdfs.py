@@ -639,3 +639,29 @@ def unheaded_bibliography_pdf() -> bytes:
                 pdf.text(col + (0 if k == 0 else 14), y, line)
                 y += 11
     return bytes(pdf.output())
+
+
+# 11. A caption whose label is set apart without a colon (ASME: "Table 4  Values of ..."), over a
+# table set without rules.
+BARE_CAPTION = "Table 4 Values of the error function"
+BARE_TABLE = [["x", "erf x", "erfc x"], ["0.05", "0.05637", "0.94363"], ["0.10", "0.11246", "0.88754"],
+              ["0.15", "0.16800", "0.83200"], ["0.20", "0.22270", "0.77730"]]
+
+
+def bare_caption_table_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Table Under a Caption Without a Colon", 80, 16, "B")
+    y = _lines(pdf, LEFT_COL[0], 120, RULES_FILLER * 2)
+    _lines(pdf, RIGHT_COL[0], 120, RULES_BODY * 2)
+    pdf.set_font("Times", "B", 9)
+    pdf.text(LEFT_COL[0], y + 10, "Table 4")
+    pdf.set_font("Times", "", 9)
+    pdf.text(LEFT_COL[0] + 36, y + 10, BARE_CAPTION[len("Table 4 "):])
+    y += 28
+    for row in BARE_TABLE:
+        for j, cell in enumerate(row):
+            pdf.text(LEFT_COL[0] + 20 + 70 * j, y, cell)
+        y += 12
+    _lines(pdf, LEFT_COL[0], y + 16, RULES_FILLER)
+    return bytes(pdf.output())

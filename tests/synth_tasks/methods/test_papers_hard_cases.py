@@ -242,3 +242,10 @@ def test_a_bibliography_without_a_heading_under_a_band_of_white_is_read_last_one
     kinds_texts = [(b["kind"], b["text"]) for b in paper["blocks"] if b["kind"] != "heading" and "Journal" not in b["text"]]
     assert kinds_texts == ([("paragraph", " ".join(hard.BIB_LEFT)), ("paragraph", " ".join(hard.BIB_RIGHT))]
                            + [("reference", " ".join(e)) for e in hard.BIB_ENTRIES])
+
+
+def test_a_caption_label_set_apart_without_a_colon_heads_its_table():
+    paper = extract_paper(hard.bare_caption_table_pdf(), "bare.pdf", "bare")
+    (table,) = _blocks(paper, "table")
+    assert table["caption"] == hard.BARE_CAPTION and table["label"] == "Table 4"
+    assert json.loads(table["table_cells"]) == hard.BARE_TABLE
