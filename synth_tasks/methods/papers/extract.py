@@ -998,7 +998,8 @@ def _mathy(p: Paragraph) -> bool:
     """Display math: symbols with little prose, or a few short tokens (the pieces of a formula
     typeset in several runs: "z", "k=0 k!")."""
     words = p.text.split()
-    prose = [w for w in words if w.isalpha() and len(w) >= 4]
+    # words of four letters or more, punctuation aside: "(MUSO Collaboration)" and an e-mail address are no formula
+    prose = [w for w in words if (n := sum(ch.isalpha() for ch in w)) >= 4 and n >= 0.75 * len(w)]
     if any(ch in MATH_CHARS or _private(ch) for ch in p.text):
         return len(prose) <= max(1, len(words) // 3)
     return len(words) <= 4 and not prose and not _PAGE_NUMBER.match(p.text) and not p.lines[0].mono

@@ -598,6 +598,7 @@ FRONT_ABSTRACT_LINES = [
     "short last line.",
 ]
 FRONT_ABSTRACT = " ".join(FRONT_ABSTRACT_LINES)
+FRONT_EMAIL = "(MUSO Collaboration) ann.author@example.edu"  # letters with punctuation: no formula
 FRONT_LEFT = ["The left column starts here and runs on", "for a few lines of plain running text that",
               "a reader takes before the right column."]
 FRONT_RIGHT = ["The right column is read after the left", "one, from its top line down to its last",
@@ -610,6 +611,7 @@ def front_matter_pdf() -> bytes:
     _centered(pdf, "A Paper With Its Front Matter Across the Page", 80, 16, "B")
     _centered(pdf, "Ann Author and Second Author", 104, 11)
     _centered(pdf, "Department of Tests, Example University", 118, 10)
+    _centered(pdf, FRONT_EMAIL, 130, 10)
     y = _lines(pdf, LEFT_COL[0], 150, FRONT_ABSTRACT_LINES)
     _lines(pdf, LEFT_COL[0], y + 20, FRONT_LEFT)
     _lines(pdf, RIGHT_COL[0], y + 20, FRONT_RIGHT)

@@ -235,6 +235,7 @@ def test_front_matter_across_a_first_page_leaves_its_two_columns_found_and_the_a
     paragraphs = [b["text"] for b in _blocks(paper, "paragraph")]
     i = paragraphs.index(hard.FRONT_ABSTRACT)
     assert paragraphs[i + 1:i + 3] == [" ".join(hard.FRONT_LEFT), " ".join(hard.FRONT_RIGHT)]
+    assert hard.FRONT_EMAIL in paragraphs and not _blocks(paper, "equation")
 
 
 def test_a_bibliography_without_a_heading_under_a_band_of_white_is_read_last_one_entry_each():
