@@ -677,9 +677,10 @@ def _reading_order(page: PageLayout) -> list[Line | Region]:
     for line in sorted(page.lines, key=lambda l: l.top):
         # the short last line of a paragraph set across the page (an abstract) lies on one side of
         # the gutter: right under a spanning line of its size, with nothing beside it, it spans too
-        if line.col != "S" and any(a.col == "S" and 0 <= line.top - a.bottom < 0.5 * line.size and a.x0 - 2 * line.size <= line.x0
-                                   and abs(a.size - line.size) < 0.6 for a in page.lines) and not any(
-                o.col not in ("S", line.col) and o.top < line.bottom and line.top < o.bottom for o in items):
+        under_spanning = any(a.col == "S" and 0 <= line.top - a.bottom < 0.5 * line.size
+                             and a.x0 - 2 * line.size <= line.x0 and abs(a.size - line.size) < 0.6 for a in page.lines)
+        beside = any(o.col not in ("S", line.col) and o.top < line.bottom and line.top < o.bottom for o in items)
+        if line.col != "S" and under_spanning and not beside:
             line.col = "S"
     if page.gutter is None:
         return sorted(items, key=lambda i: (i.top, i.x0))
@@ -1075,8 +1076,10 @@ def _join_continued(items: list[Paragraph | Region], hyphenated: set[str]) -> li
         if (open_par is not None and item.kind == "paragraph" and _break_between(open_par.lines[-1], item.lines[0])
                 and not re.search(r"[.!?:]['’”)]*$", open_par.text) and re.match(r"[a-z(]", item.text)):
             open_par.lines += item.lines
-            code = all(l.mono for l in open_par.lines)  # a listing goes on with its next line
-            open_par.text = f"{open_par.text}\n{item.text}" if code else join_lines([open_par.text, item.text], hyphenated)
+            if all(l.mono for l in open_par.lines):  # a listing goes on with its next line
+                open_par.text = f"{open_par.text}\n{item.text}"
+            else:
+                open_par.text = join_lines([open_par.text, item.text], hyphenated)
             continue
         open_par = item if item.kind == "paragraph" else None
         out.append(item)
