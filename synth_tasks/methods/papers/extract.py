@@ -48,7 +48,10 @@ from .glyphs import CID, GlyphNames
 from .ocr import OCRUnavailable
 
 BAND = 0.12  # top and bottom share of the page where running headers, footers and page numbers live
-WORD_GAP_RATIO = 0.15  # chars further apart than this share of their size start a new word
+# chars further apart than this share of their size start a new word: TeX shrinks a justified
+# line's spaces to about 0.14 em (MapReduce's "pseudo-code is" set 0.145 em apart), while kerns
+# inside a word stay under 0.05 em
+WORD_GAP_RATIO = 0.12
 TOUCHING = 0.1  # words closer than this share of their size touch: small capitals, a superscript
 FRAGMENT_GAP_EM = 1.2  # words further apart than this many ems are in different columns (or table cells)
 EQ_NUMBER_REACH = 0.3  # an equation number "(3)" this share of the page width from its equation still joins it
@@ -56,7 +59,8 @@ _MONO_FONTS = ("courier", "mono", "cmtt", "consol", "typewriter")
 SCAN_STAMP_CHARS = 200  # fewer characters than this beside a page-sized image: a scan with a stamp
 MATH_CHARS = set("=≤≥≠≈∑∏∫√±×÷∈∉⊂⊆∀∃→←↔∞∂∇αβγδεθλμπσφωΣΠΔΩ")
 
-_CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)\s*[:.|]", re.IGNORECASE)
+# "Table 4:", "Fig. 2.", or the label set apart before a capital ("Table 4  A table spanning ...", ASME)
+_CAPTION = re.compile(r"^(?P<kind>fig\.?|figure|table)\s*(?P<num>\d+|[IVXLC]+)(\s*[:.|]|\s+(?=(?-i:[A-Z])))", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(?P<num>(?:\d+\.)*\d+|[IVX]+\.|[A-Z]\.(?:\d+\.?)*)\s+(?P<title>\S.*)$")
 _SECTION_NUMBER = re.compile(r"(\d{1,2}(\.\d{1,2}){0,3}\.?|[IVX]{1,5}\.|[A-Z]\.)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?(\d{1,4}|[ivxlc]{1,6})(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)
@@ -212,7 +216,8 @@ def _repaired_chars(chars: list[dict]) -> list[dict]:
     for c in chars:
         if c["size"] < 2:
             m = c.get("matrix") or (1, 0, 0, 1, 0, 0)
-            c = dict(c, size=size, top=c["bottom"] - size, upright=c["upright"] or (m[1] == 0 and m[2] == 0))
+            c = dict(c, size=size, top=c["bottom"] - size, upright=c["upright"] or (m[1] == 0 and m[2] == 0),
+                     size_guessed=True)
         fixed.append(c)
     return fixed
 
@@ -244,6 +249,7 @@ def _words(chars: list[dict]) -> list[dict]:
         word["mono_chars"] = sum(any(m in f for m in _MONO_FONTS) for f in fonts)
         word["n_chars"] = len(word_chars)
         word["ocr_chars"] = sum(bool(c.get("ocr")) for c in word_chars)
+        word["size_guessed"] = any(c.get("size_guessed") for c in word_chars)
         words.append(word)
     return words
 
@@ -259,22 +265,39 @@ def _fragments(words: list[dict], page: int, page_width: float) -> list[Line]:
     lines = []
     for row in rows:
         row.sort(key=lambda w: w["x0"])
+        gaps = [w["x0"] - prev["x1"] for prev, w in zip(row, row[1:])]
         pieces: list[list[dict]] = [[row[0]]]
         for i, (prev, w) in enumerate(zip(row, row[1:]), start=1):
-            gap = w["x0"] - prev["x1"]
+            gap = gaps[i - 1]
             after = row[i + 1]["x0"] - w["x1"] if i + 1 < len(row) else float("inf")
             isolated = after > FRAGMENT_GAP_EM * w["size"]  # "(3)" alone, not "(3) Each worker ..."
             if gap > FRAGMENT_GAP_EM * max(w["size"], prev["size"]) and not (
                     _EQ_NUMBER.fullmatch(w["text"]) and isolated and gap < EQ_NUMBER_REACH * page_width) and not (
                     len(pieces[-1]) == 1 and _SECTION_NUMBER.fullmatch(prev["text"]) and w["text"][:1].isupper()
-                    and gap < 4 * prev["size"]):
+                    and gap < 4 * prev["size"]) and not _stretched(row, gaps, i):
                 # another column; but an equation's number at its column's edge stays with its
-                # equation, and a section number set apart ("2.   Transactions") with its heading
+                # equation, a section number set apart ("2.   Transactions") with its heading, and
+                # the words of a justified line whose spaces were stretched wide with theirs
                 pieces.append([w])
             else:
                 pieces[-1].append(w)
         lines += [_line(piece, page) for piece in pieces]
     return lines
+
+
+def _stretched(row: list[dict], gaps: list[float], i: int) -> bool:
+    """The wide gap before ``row[i]`` is a word space of a justified line: justification stretches
+    every space of a line by the same amount, so a wide gap next to another as wide (within a tenth
+    of an em) between words of letters is one of them ("6.4 Client-driven   or   Server-driven" in a
+    narrow column). Column gutters and table cells do not come in equal pairs of word-to-word gaps."""
+    size = row[i]["size"]
+    if abs(size - row[i - 1]["size"]) > 0.5:
+        return False
+    for j in (i - 2, i):  # the gap before the one before row[i], the gap after row[i]
+        if 0 <= j < len(gaps) and abs(gaps[j] - gaps[i - 1]) < 0.1 * size and all(
+                any(ch.isalpha() for ch in row[k]["text"]) for k in (j, j + 1, i - 1, i)):
+            return True
+    return False
 
 
 def _snap_scripts(words: list[dict]) -> list[dict]:
@@ -287,12 +310,18 @@ def _snap_scripts(words: list[dict]) -> list[dict]:
     body = statistics.median(w["size"] for w in words)
     out = []
     for w in words:
+        host = None
         if w["size"] < 0.85 * body:
             center = (w["top"] + w["bottom"]) / 2
             host = next((h for h in words if w["size"] < 0.85 * h["size"] and h["top"] <= center <= h["bottom"]
                          and -1 <= w["x0"] - h["x1"] < 0.5 * h["size"]), None)
-            if host is not None and abs(host["bottom"] - w["bottom"]) > 0.5:
-                w = dict(w, bottom=host["bottom"], top=host["bottom"] - w["size"], script_bottom=w["bottom"])
+        elif w.get("size_guessed") and len(w["text"]) <= 3:
+            # a font that gives no size (``_repaired_chars``): a short word raised a fifth to two
+            # thirds of an em above the word it touches is its superscript ("[WVS" + "+" + "96]")
+            host = next((h for h in words if 0.2 * h["size"] < h["bottom"] - w["bottom"] < 0.67 * h["size"]
+                         and -1 <= w["x0"] - h["x1"] < TOUCHING * h["size"]), None)
+        if host is not None and abs(host["bottom"] - w["bottom"]) > 0.5:
+            w = dict(w, bottom=host["bottom"], top=host["bottom"] - w["size"], script_bottom=w["bottom"])
         out.append(w)
     return out
 
@@ -321,9 +350,11 @@ def _joined_words(words: list[dict]) -> str:
             text = w["text"]
         elif mark_dropped and w["text"][0] in ".,;:)" and abs(w["size"] - prev["size"]) < 0.5:
             text += w["text"]  # "Gnutella¹," -> "Gnutella,"
-        elif w["x0"] - prev["x1"] > TOUCHING * min(w["size"], prev["size"]) or abs(w["size"] - prev["size"]) < 0.5:
+        elif w["x0"] - prev["x1"] > TOUCHING * min(w["size"], prev["size"]) or (
+                abs(w["size"] - prev["size"]) < 0.5 and "script_bottom" not in w and "script_bottom" not in prev):
             text += " " + w["text"]
-        elif w["size"] < prev["size"] and w.get("script_bottom", w["bottom"]) < prev["bottom"] - 0.15 * prev["size"]:
+        elif (w["size"] < prev["size"] or "script_bottom" in w) and \
+                w.get("script_bottom", w["bottom"]) < prev["bottom"] - 0.15 * prev["size"]:
             if prev["text"][-1].isdigit() and w["text"].isdigit():
                 text += "^" + w["text"]
             elif prev["text"][-1].isdigit() and w["text"] in ("st", "nd", "rd", "th"):
@@ -599,7 +630,7 @@ def _remove_running_lines(pages: list[PageLayout]) -> int:
 # ---------------------------------------------------------------------------------------------
 def _gutter(lines: list[Line], width: float, at: float | None = None) -> float | None:
     """The x of a two-column page's gutter: near the middle, crossed by at most a quarter of the
-    lines, with lines of prose side by side across it (two pairs; one where ``at``, the gutter of
+    lines from the first to the last lines of prose side by side across it (two pairs; one where ``at``, the gutter of
     the document's other pages, is given); None for a single-column page."""
     if len(lines) < 4:
         return None
@@ -619,13 +650,17 @@ def _gutter(lines: list[Line], width: float, at: float | None = None) -> float |
         best = max(runs, key=len)
         gx = (best[0] + best[-1]) / 2
     else:
-        gx, least = at, sum(l.x0 < at < l.x1 for l in lines)
-    if least > 0.25 * len(lines):
-        return None
+        gx = at
     left = [l for l in lines if l.x1 <= gx and len(l.text.split()) >= 3]
     right = [l for l in lines if l.x0 >= gx and len(l.text.split()) >= 3]
-    side_by_side = sum(any(r.top < l.bottom and l.top < r.bottom for r in right) for l in left)
-    return gx if side_by_side >= (1 if at is not None else 2) else None
+    paired = [l for l in left if any(r.top < l.bottom and l.top < r.bottom for r in right)]
+    if len(paired) < (1 if at is not None else 2):
+        return None
+    # the lines crossing it are counted where the columns are: a first page's title, authors and
+    # abstract set across the page above them are no evidence against two columns below
+    top, bottom = min(l.top for l in paired), max(l.bottom for l in paired)
+    within = [l for l in lines if top - 1 <= l.top and l.bottom <= bottom + 1]
+    return None if sum(l.x0 < gx < l.x1 for l in within) > 0.25 * len(within) else gx
 
 
 def _column(box, gx: float | None) -> str:
@@ -639,20 +674,39 @@ def _reading_order(page: PageLayout) -> list[Line | Region]:
     items: list[Line | Region] = [*page.lines, *page.regions]
     for item in items:
         item.col = _column(item.bbox, page.gutter)
+    for line in sorted(page.lines, key=lambda l: l.top):
+        # the short last line of a paragraph set across the page (an abstract) lies on one side of
+        # the gutter: right under a spanning line of its size, with nothing beside it, it spans too
+        under_spanning = any(a.col == "S" and 0 <= line.top - a.bottom < 0.5 * line.size
+                             and a.x0 - 2 * line.size <= line.x0 and abs(a.size - line.size) < 0.6 for a in page.lines)
+        beside = any(o.col not in ("S", line.col) and o.top < line.bottom and line.top < o.bottom for o in items)
+        if line.col != "S" and under_spanning and not beside:
+            line.col = "S"
     if page.gutter is None:
         return sorted(items, key=lambda i: (i.top, i.x0))
-    spanning = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)
+    spanning: list[Line | Region | float] = sorted((i for i in items if i.col == "S"), key=lambda i: i.top)
     columns = [i for i in items if i.col != "S"]
+    # a band of white across the whole page, several lines high, ends one band of columns and
+    # starts another: author blocks side by side above the abstract, a bibliography set in two
+    # columns under the end of the text
+    size = statistics.median(l.size for l in page.lines) if page.lines else 10.0
+    reach = float("-inf")
+    for item in sorted(items, key=lambda i: i.top):
+        if reach > float("-inf") and item.top - reach > 3 * size:
+            spanning.append(item.top - 0.5)
+        reach = max(reach, item.bottom)
+    spanning.sort(key=lambda i: i if isinstance(i, float) else i.top)
     ordered: list[Line | Region] = []
     upper = float("-inf")
     for stop in [*spanning, None]:
-        limit = stop.top if stop is not None else float("inf")
+        limit = float("inf") if stop is None else stop if isinstance(stop, float) else stop.top
         band = [i for i in columns if upper <= i.top < limit]
         ordered += sorted((i for i in band if i.col == "L"), key=lambda i: (i.top, i.x0))
         ordered += sorted((i for i in band if i.col == "R"), key=lambda i: (i.top, i.x0))
         if stop is not None:
-            ordered.append(stop)
-            upper = stop.top
+            if not isinstance(stop, float):
+                ordered.append(stop)
+            upper = limit
     return ordered
 
 
@@ -692,7 +746,7 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
             prev_eq = False
             continue
         left, right = bounds[item.col]
-        eq = _is_equation(item, left, right)
+        eq = _is_equation(item, left, right) and not item.mono  # "i == 0" in code is no formula
         if current:
             prev = current[-1]
             size = max(prev.size, item.size)
@@ -705,11 +759,15 @@ def _paragraphs(page: PageLayout, ordered: list[Line | Region]) -> list[Paragrap
             if _LIST_ITEM.match(current[0].text) and not _LIST_ITEM.match(item.text):
                 indent = False  # the hanging indent of a list item's next lines
             starts_item = bool(_LIST_ITEM.match(item.text)) and item.x0 <= here_left + 2 * item.size
+            # a numbered heading right under another ("3. RELATED WORK" over "3.1 Peer to Peer")
+            starts_item |= item.bold and prev.bold and bool((m := _NUMBERED.match(item.text)) and m["title"][:1].isupper())
             short_end = prev.x1 < here_right - 2.5 * prev.size and prev.text.rstrip().endswith((".", "!", "?", ":"))
-            if item.mono and prev.mono:  # code: indents and short lines are its shape, not breaks
+            gap_limit = 1.45 * size
+            if item.mono and prev.mono:  # code: indents, short lines and blank lines are its shape, not breaks
                 indent = short_end = eq = starts_item = False
                 step = max(step, 0.0) if item.x0 > prev.x0 else step  # a row of code output: one line
-            if (item.col != prev.col or step > 1.45 * size or step < 0 or abs(item.size - prev.size) > 0.6
+                gap_limit = 2.6 * size  # one blank line
+            if (item.col != prev.col or step > gap_limit or step < 0 or abs(item.size - prev.size) > 0.6
                     or item.bold != prev.bold or item.mono != prev.mono or indent or short_end or eq or prev_eq
                     or starts_item):
                 flush()
@@ -831,24 +889,31 @@ def _named_glyphs(chars: list[dict], page, glyph_names: GlyphNames, read_box) ->
     for c in out:
         lines.setdefault(round(c["bottom"]), []).append(c)
     for run in runs:
-        known = [glyph_names.learned(c["code"]) for c in run]
+        # a glyph drawn over a letter is its accent (TeX sets "é" as an acute over an "e"): the two
+        # are read as one, and the letter goes
+        box = _bbox(run)
+        under = [c for c in lines.get(round(run[0]["bottom"]), ()) if box[0] <= (c["x0"] + c["x1"]) / 2 <= box[2]
+                 and c["text"].isalpha()]
+        known = [None] if under else [glyph_names.learned(c["code"]) for c in run]
         text = "".join(k or "" for k in known)
         if None in known:
             left, right = _word_around(run, lines)
             seen = read_box(_bbox([*left, *run, *right]))
             prefix, suffix = "".join(c["text"] for c in left), "".join(c["text"] for c in right)
-            squeezed = seen.replace(" ", "") if (left or right) else seen
+            squeezed = _folded(seen.replace(" ", "") if (left or right) else seen)
+            prefix, suffix = _folded(prefix), _folded(suffix)
             if squeezed.startswith(prefix) and squeezed.endswith(suffix) and len(squeezed) > len(prefix) + len(suffix):
                 text = squeezed[len(prefix):len(squeezed) - len(suffix)]
             else:
                 text = ""
-            if len(run) == 1:
+            if len(run) == 1 and not under:
                 glyph_names.vote(run[0]["code"], text)  # "" too: a glyph OCR cannot read is not tried forever
         if not text.strip():
             unread += len(run)
             continue
+        if under:
+            out = [c for c in out if not any(c is u for u in under)]
         read += len(run)
-        box = _bbox(run)
         words = text.split()
         unit = (box[2] - box[0]) / (sum(map(len, words)) + len(words) - 1)
         x = box[0]
@@ -856,6 +921,15 @@ def _named_glyphs(chars: list[dict], page, glyph_names: GlyphNames, read_box) ->
             out.append(dict(run[0], text=word, x0=x, x1=x + unit * len(word), ocr=True))
             x += unit * (len(word) + 1)
     return out, read, unread
+
+
+_QUOTES = str.maketrans(dict.fromkeys("‘’‚‛′`", "'") | dict.fromkeys("“”„‟″", '"'))
+
+
+def _folded(text: str) -> str:
+    """Curly and straight quotes as one: OCR reads a text layer's '"' as '”' and the other way round
+    (the same length, so a position in one is a position in the other)."""
+    return text.translate(_QUOTES)
 
 
 def _padded(box: tuple[float, float, float, float], pad: float) -> tuple[float, float, float, float]:
@@ -925,7 +999,8 @@ def _mathy(p: Paragraph) -> bool:
     """Display math: symbols with little prose, or a few short tokens (the pieces of a formula
     typeset in several runs: "z", "k=0 k!")."""
     words = p.text.split()
-    prose = [w for w in words if w.isalpha() and len(w) >= 4]
+    # words of four letters or more, punctuation aside: "(MUSO Collaboration)" and an e-mail address are no formula
+    prose = [w for w in words if (n := sum(ch.isalpha() for ch in w)) >= 4 and n >= 0.75 * len(w)]
     if any(ch in MATH_CHARS or _private(ch) for ch in p.text):
         return len(prose) <= max(1, len(words) // 3)
     return len(words) <= 4 and not prose and not _PAGE_NUMBER.match(p.text) and not p.lines[0].mono
@@ -978,7 +1053,8 @@ def _mark_footnotes(items: list[Paragraph | Region], body: float, pages: list[Pa
     they interrupt."""
     paragraphs = [p for p in items if isinstance(p, Paragraph)]
     for p in paragraphs:
-        if p.kind != "paragraph" or p.size > body - 1 or p.bbox[1] < 0.75 * pages[p.page - 1].height:
+        if (p.kind != "paragraph" or p.size > body - 1 or p.bbox[1] < 0.75 * pages[p.page - 1].height
+                or all(l.mono for l in p.lines)):  # code set small at a column's foot is code
             continue
         col = p.lines[0].col
         if not any(q is not p and q.page == p.page and q.lines[0].col == col and q.bbox[1] > p.bbox[3]
@@ -1000,7 +1076,10 @@ def _join_continued(items: list[Paragraph | Region], hyphenated: set[str]) -> li
         if (open_par is not None and item.kind == "paragraph" and _break_between(open_par.lines[-1], item.lines[0])
                 and not re.search(r"[.!?:]['’”)]*$", open_par.text) and re.match(r"[a-z(]", item.text)):
             open_par.lines += item.lines
-            open_par.text = join_lines([open_par.text, item.text], hyphenated)
+            if all(l.mono for l in open_par.lines):  # a listing goes on with its next line
+                open_par.text = f"{open_par.text}\n{item.text}"
+            else:
+                open_par.text = join_lines([open_par.text, item.text], hyphenated)
             continue
         open_par = item if item.kind == "paragraph" else None
         out.append(item)
@@ -1124,6 +1203,30 @@ def _split_references(paragraphs: list[Paragraph], hyphenated: set[str]) -> list
     return [Paragraph(e, kind="reference", text=join_lines([l.text for l in e], hyphenated)) for e in entries]
 
 
+def _unheaded_references(paragraphs: list[Paragraph]) -> Paragraph | None:
+    """The first entry of a bibliography printed without a heading (REVTeX sets only a rule): four
+    lines starting "[n]" to "[n+3]" in a row, with no heading between, and back from them the
+    earliest paragraph with a line labelled by a smaller number (an entry cut by a float is not in
+    the row)."""
+    def labels(p: Paragraph) -> list[int]:
+        return [int(m[1]) for l in p.lines if (m := re.match(r"\[(\d{1,3})\]", l.text))]
+
+    since = 0  # the paragraph after the last heading
+    run: list[tuple[int, int]] = []  # (paragraph index, label)
+    for i, p in enumerate(paragraphs):
+        if p.kind == "heading":
+            if _REFERENCES.match(p.text.strip()):
+                return None  # a headed bibliography is found by its heading
+            since, run = i + 1, []
+            continue
+        for n in labels(p):
+            run = run + [(i, n)] if run and n == run[-1][1] + 1 else [(i, n)]
+            if len(run) == 4:
+                first = run[0][1]
+                return next(q for q in paragraphs[since:run[0][0] + 1] if any(k <= first for k in labels(q)))
+    return None
+
+
 def _labels_joined(lines: list[Line]) -> list[Line]:
     """Entry labels set in a column of their own ("[Kle98]" left of its entry, read as another
     column) go back to the start of the line beside them."""
@@ -1233,7 +1336,10 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
             blocks.append(ref)
         references.clear()
 
+    unheaded = _unheaded_references(paragraphs)
     for item in items:
+        if item is unheaded and in_refs is None:
+            in_refs = 1
         if isinstance(item, Region):
             if item.kind == "table":
                 close_references()
@@ -1256,7 +1362,7 @@ def extract_paper(data: bytes, name: str, paper_id: str) -> dict:
                 blocks.append(p)
                 continue
         p.section_path = [t for _, t in stack]
-        if in_refs is not None:
+        if in_refs is not None and p.kind not in ("footnote", "figure_caption", "table_caption"):  # floats stay out
             references.append(p)
             continue
         blocks.append(p)

@@ -525,3 +525,145 @@ def structure_pdf() -> bytes:
             pdf.text(RIGHT_COL[0] + (0 if k == 0 else 10), y, line)  # the hanging indent
             y += 11
     return bytes(pdf.output())
+
+
+# 8. Layout rules of two-column pages, each drawn the way LaTeX sets it: two numbered headings
+# stacked with no text between; a heading and a list item in a narrow column whose justified spaces
+# are stretched wider than a gutter (equal gaps); a code listing with blank lines that runs from
+# the foot of the left column to the top of the right one.
+RULES_STACKED = ["3. RELATED WORK", "3.1 Peer to Peer Systems"]
+RULES_STACKED_BODY = ["Early systems kept a full copy of every", "file on each of the peers in the group."]
+RULES_JUSTIFIED = ["6.4", "Client-driven", "or", "Server-driven"]  # set with equal stretched spaces
+RULES_JUSTIFIED_NEXT = "Coordination"
+RULES_JUSTIFIED_ITEM = ["delete(path, version):", "Deletes", "the", "znode"]
+RULES_BODY = ["The coordinator runs the state machine for", "every request that reaches this node."]
+RULES_CODE_LEFT = ['#include "store.h"', "", "// Count the words", "int count(const char* s) {",
+                   "  int n = 0;", "", "  while (*s) {"]
+RULES_CODE_RIGHT = ["    if (*s++ == ' ') n++;", "  }", "", "  return n;", "}"]
+RULES_TIGHT = [("Even", 1.8), ("though", 1.8), ("the", 1.8), ("pseudo-code", 1.4), ("is", 2.0), ("written", 0)]
+RULES_TIGHT_TEXT = " ".join(w for w, _ in RULES_TIGHT)  # a tightly justified line: spaces of 0.14-0.2 em
+RULES_FILLER = ["Replicas agree on the order of the writes", "before any of them is applied to the file."]
+RULES_CODE = "\n".join(l for l in RULES_CODE_LEFT + RULES_CODE_RIGHT if l)
+
+
+def layout_rules_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "Layout Rules of Two-Column Papers", 80, 16, "B")
+    y = _lines(pdf, LEFT_COL[0], 110, RULES_STACKED, 12, "B")
+    y = _lines(pdf, LEFT_COL[0], y + 2, RULES_STACKED_BODY)
+    # the right column, under the end of the code listing: a justified heading, its three spaces
+    # stretched to 30 pt each
+    pdf.set_font("Times", "B", 12)
+    x = RIGHT_COL[0]
+    for i, word in enumerate(RULES_JUSTIFIED):
+        pdf.text(x, 200, word)
+        x += pdf.get_string_width(word) + (13 if i == 0 else 30)
+    pdf.text(RIGHT_COL[0], 214, RULES_JUSTIFIED_NEXT)
+    y2 = _lines(pdf, RIGHT_COL[0], 230, RULES_BODY)
+    pdf.set_font("Times", "", 10)
+    x = RIGHT_COL[0]
+    for word in RULES_JUSTIFIED_ITEM:  # a list item's first line, its spaces stretched to 13 pt
+        pdf.text(x, y2 + 4, word)
+        x += pdf.get_string_width(word) + 13
+    pdf.set_font("Times", "", 10)
+    x = LEFT_COL[0]
+    for word, space in RULES_TIGHT:
+        pdf.text(x, y + 8, word)
+        x += pdf.get_string_width(word) + space
+    _lines(pdf, LEFT_COL[0], y + 24, RULES_FILLER * 19)  # the rest of the column, down to the listing
+    # the code listing: 8 pt Courier at the foot of the left column, on at the top of the right
+    pdf.set_font("Courier", "", 8)
+    y = 640.0
+    for line in RULES_CODE_LEFT:
+        if line:
+            pdf.text(LEFT_COL[0], y, line)
+        y += 9.5
+    y = 110.0
+    for line in RULES_CODE_RIGHT:
+        if line:
+            pdf.text(RIGHT_COL[0], y, line)
+        y += 9.5
+    return bytes(pdf.output())
+
+
+# 9. A first page whose title, authors and abstract run across the page (more than a quarter of its
+# lines) over two columns; the abstract ends in a short line on the left half.
+FRONT_ABSTRACT_LINES = [
+    "An abstract set across the whole page summarises the work in a few sentences before the two columns begin.",
+    "It is long enough here that its lines, with the title and the authors above them, are more than a quarter",
+    "of all the lines on the page, which once made the page look as if it had a single column, so that each line",
+    "of the left column was read together with the line of the right column beside it, and the last line of the",
+    "abstract, short and on the left half of the page, was taken for a line of the left column; this is its",
+    "short last line.",
+]
+FRONT_ABSTRACT = " ".join(FRONT_ABSTRACT_LINES)
+FRONT_EMAIL = "(MUSO Collaboration) ann.author@example.edu"  # letters with punctuation: no formula
+FRONT_LEFT = ["The left column starts here and runs on", "for a few lines of plain running text that",
+              "a reader takes before the right column."]
+FRONT_RIGHT = ["The right column is read after the left", "one, from its top line down to its last",
+               "line, which ends the page's text here."]
+
+
+def front_matter_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Paper With Its Front Matter Across the Page", 80, 16, "B")
+    _centered(pdf, "Ann Author and Second Author", 104, 11)
+    _centered(pdf, "Department of Tests, Example University", 118, 10)
+    _centered(pdf, FRONT_EMAIL, 130, 10)
+    y = _lines(pdf, LEFT_COL[0], 150, FRONT_ABSTRACT_LINES)
+    _lines(pdf, LEFT_COL[0], y + 20, FRONT_LEFT)
+    _lines(pdf, RIGHT_COL[0], y + 20, FRONT_RIGHT)
+    return bytes(pdf.output())
+
+
+# 10. The end of a REVTeX paper: the text ends in both columns, and under a band of white across the
+# page the bibliography, without a heading, runs in two columns of its own.
+BIB_LEFT = ["The text of the left column ends on this", "page well above its foot, and so does", "the right column next to it."]
+BIB_RIGHT = ["The right column holds the last lines of", "the text, read after the left column and", "before the bibliography below."]
+BIB_ENTRIES = [["[1] A. Author, Phys. Rev. 94, 262 (1954)."], ["[2] B. Author and C. Author, J. Appl.", "Phys. 51, 445 (1983)."],
+               ["[3] D. Author, Physica D 88, 445 (1983)."], ["[4] E. Author, Q. J. Mech. Appl. Math.", "51, 477 (1988)."],
+               ["[5] F. Author, personal communication."]]
+
+
+def unheaded_bibliography_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Paper Whose Bibliography Has No Heading", 80, 16, "B")
+    _lines(pdf, LEFT_COL[0], 120, BIB_LEFT)
+    _lines(pdf, RIGHT_COL[0], 120, BIB_RIGHT)
+    for col, entries in ((LEFT_COL[0], BIB_ENTRIES[:3]), (RIGHT_COL[0], BIB_ENTRIES[3:])):
+        y = 220.0
+        for entry in entries:
+            pdf.set_font("Times", "", 9)
+            for k, line in enumerate(entry):
+                pdf.text(col + (0 if k == 0 else 14), y, line)
+                y += 11
+    return bytes(pdf.output())
+
+
+# 11. A caption whose label is set apart without a colon (ASME: "Table 4  Values of ..."), over a
+# table set without rules.
+BARE_CAPTION = "Table 4 Values of the error function"
+BARE_TABLE = [["x", "erf x", "erfc x"], ["0.05", "0.05637", "0.94363"], ["0.10", "0.11246", "0.88754"],
+              ["0.15", "0.16800", "0.83200"], ["0.20", "0.22270", "0.77730"]]
+
+
+def bare_caption_table_pdf() -> bytes:
+    pdf = _paper()
+    pdf.add_page()
+    _centered(pdf, "A Table Under a Caption Without a Colon", 80, 16, "B")
+    y = _lines(pdf, LEFT_COL[0], 120, RULES_FILLER * 2)
+    _lines(pdf, RIGHT_COL[0], 120, RULES_BODY * 2)
+    pdf.set_font("Times", "B", 9)
+    pdf.text(LEFT_COL[0], y + 10, "Table 4")
+    pdf.set_font("Times", "", 9)
+    pdf.text(LEFT_COL[0] + 36, y + 10, BARE_CAPTION[len("Table 4 "):])
+    y += 28
+    for row in BARE_TABLE:
+        for j, cell in enumerate(row):
+            pdf.text(LEFT_COL[0] + 20 + 70 * j, y, cell)
+        y += 12
+    _lines(pdf, LEFT_COL[0], y + 16, RULES_FILLER)
+    return bytes(pdf.output())

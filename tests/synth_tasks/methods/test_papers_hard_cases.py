@@ -13,7 +13,7 @@ import pytest
 
 from synth_tasks.methods.papers import ocr
 from synth_tasks.methods.papers.extract import BadPDF, extract_paper, join_lines
-from synth_tasks.methods.papers.glyphs import name_to_text
+from synth_tasks.methods.papers.glyphs import GlyphNames, name_to_text
 from tests.synth_tasks.methods import papers_hard_pdfs as hard
 
 
@@ -144,3 +144,109 @@ def test_references_set_with_a_hanging_indent_are_one_entry_each(structure):
 ])
 def test_line_end_hyphens(lines, joined):
     assert join_lines(lines, set()) == joined
+
+
+@pytest.fixture(scope="module")
+def layout_rules():
+    return extract_paper(hard.layout_rules_pdf(), "rules.pdf", "rules")
+
+
+def test_a_numbered_heading_right_under_another_is_a_heading_of_its_own(layout_rules):
+    headings = [b["text"] for b in _blocks(layout_rules, "heading")]
+    assert hard.RULES_STACKED[0] in headings and hard.RULES_STACKED[1] in headings
+    assert " ".join(hard.RULES_STACKED_BODY) in [b["text"] for b in _blocks(layout_rules, "paragraph")]
+
+
+def test_the_stretched_spaces_of_a_justified_line_do_not_cut_it_like_a_gutter(layout_rules):
+    headings = [b["text"] for b in _blocks(layout_rules, "heading")]
+    assert " ".join(hard.RULES_JUSTIFIED + [hard.RULES_JUSTIFIED_NEXT]) in headings
+    paragraphs = [b["text"] for b in _blocks(layout_rules, "paragraph")]
+    assert " ".join(hard.RULES_JUSTIFIED_ITEM) in paragraphs
+
+
+def test_a_code_listing_is_one_block_over_its_blank_lines_and_the_column_break(layout_rules):
+    (code,) = [b for b in _blocks(layout_rules) if "#include" in b["text"]]
+    assert code["kind"] == "paragraph"  # small type at the foot of a column, but code: not a footnote
+    assert [l.strip() for l in code["text"].splitlines()] == [l.strip() for l in hard.RULES_CODE.splitlines()]
+    assert not _blocks(layout_rules, "footnote") and not _blocks(layout_rules, "equation")
+
+
+def _type3_chars(runs: list[tuple[str, float, float]], advance: float = 5.4) -> list[dict]:
+    """Characters as pdfplumber reports a Type 3 bitmap font (the PageRank paper's): size 0.12,
+    not upright, through a flipped matrix; ``runs`` are (text, x, baseline)."""
+    chars = []
+    for text, x, base in runs:
+        for ch in text:
+            chars.append({"text": ch, "x0": x, "x1": x + advance, "top": base - 0.12, "bottom": base, "size": 0.12,
+                          "doctop": base - 0.12,
+                          "upright": False, "fontname": "unknown", "matrix": (0.12, 0, 0, -0.12, x, 700 - base)})
+            x += advance
+    return chars
+
+
+def test_a_raised_mark_in_a_font_without_sizes_is_a_superscript():
+    from synth_tasks.methods.papers.extract import _fragments, _repaired_chars, _words
+
+    # "[WVS" on the baseline, a "+" raised 6 pt, "96] Ron" back on it (TeX's \cite label [WVS+96])
+    chars = _type3_chars([("[WVS", 72.0, 618.0), ("+", 93.6, 612.0), ("96]", 99.0, 618.0),
+                          ("Ron", 120.0, 618.0), ("Weiss", 142.0, 618.0)])
+    lines = _fragments(_words(_repaired_chars(chars)), 1, 612.0)
+    assert [l.text for l in lines] == ["[WVS+96] Ron Weiss"]
+
+
+class _NoNames(GlyphNames):
+    def text(self, page, fontname, code):
+        return None
+
+
+def _glyph_chars(runs: list[tuple[str, float]], base: float = 500.0, advance: float = 5.0) -> list[dict]:
+    return [{"text": t, "x0": x, "x1": x + advance, "top": base - 10, "bottom": base, "size": 10.0,
+             "fontname": "T3", "upright": True} for t, x in runs]
+
+
+def test_an_unmapped_glyph_beside_a_quote_is_read_though_ocr_curls_the_quote():
+    from synth_tasks.methods.papers.extract import _named_glyphs
+
+    # '"' (cid:13) 'a' 't' '"': OCR of the word reads the quotes curly, ”flat”
+    chars = _glyph_chars([('"', 100), ("(cid:13)", 105), ("a", 110), ("t", 115), ('"', 120)])
+    out, read, unread = _named_glyphs(chars, None, _NoNames(), lambda box: "” flat”")
+    assert (read, unread) == (1, 0)
+    assert "".join(c["text"] for c in sorted(out, key=lambda c: c["x0"])) == '"flat"'
+
+
+def test_an_unmapped_accent_over_a_letter_is_read_with_it_and_the_letter_goes():
+    from synth_tasks.methods.papers.extract import _named_glyphs
+
+    # TeX's \'e: the acute (no text mapping) drawn over the "e" of "Velez"
+    chars = _glyph_chars([("V", 100), ("(cid:19)", 105), ("e", 105.2), ("l", 110), ("e", 115), ("z", 120)])
+    chars[2]["x1"] = 109.8
+    out, read, unread = _named_glyphs(chars, None, _NoNames(), lambda box: "Vélez")
+    assert (read, unread) == (1, 0)
+    assert "".join(c["text"] for c in sorted(out, key=lambda c: c["x0"])) == "Vélez"
+
+
+def test_the_shrunk_spaces_of_a_tight_line_still_part_its_words(layout_rules):
+    assert hard.RULES_TIGHT_TEXT in [b["text"] for b in _blocks(layout_rules, "paragraph")]
+
+
+def test_front_matter_across_a_first_page_leaves_its_two_columns_found_and_the_abstract_whole():
+    paper = extract_paper(hard.front_matter_pdf(), "front.pdf", "front")
+    assert paper["two_column_pages"] == [1]
+    paragraphs = [b["text"] for b in _blocks(paper, "paragraph")]
+    i = paragraphs.index(hard.FRONT_ABSTRACT)
+    assert paragraphs[i + 1:i + 3] == [" ".join(hard.FRONT_LEFT), " ".join(hard.FRONT_RIGHT)]
+    assert hard.FRONT_EMAIL in paragraphs and not _blocks(paper, "equation")
+
+
+def test_a_bibliography_without_a_heading_under_a_band_of_white_is_read_last_one_entry_each():
+    paper = extract_paper(hard.unheaded_bibliography_pdf(), "bib.pdf", "bib")
+    kinds_texts = [(b["kind"], b["text"]) for b in paper["blocks"] if b["kind"] != "heading" and "Journal" not in b["text"]]
+    assert kinds_texts == ([("paragraph", " ".join(hard.BIB_LEFT)), ("paragraph", " ".join(hard.BIB_RIGHT))]
+                           + [("reference", " ".join(e)) for e in hard.BIB_ENTRIES])
+
+
+def test_a_caption_label_set_apart_without_a_colon_heads_its_table():
+    paper = extract_paper(hard.bare_caption_table_pdf(), "bare.pdf", "bare")
+    (table,) = _blocks(paper, "table")
+    assert table["caption"] == hard.BARE_CAPTION and table["label"] == "Table 4"
+    assert json.loads(table["table_cells"]) == hard.BARE_TABLE
