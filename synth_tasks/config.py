@@ -121,6 +121,14 @@ def override(model: type[BaseModel], name: str, default: Any, description: str |
     return FieldInfo.merge_field_infos(model.model_fields[name], **changes)
 
 
+# Tokens a second one request decodes unless the config says otherwise (the default of
+# ``llm_tokens_per_second``, every LLM method's Param): a 7-8B model served by vLLM on one
+# data-centre GPU decodes 30-60 tokens/s per request at a moderate batch; 40 is the low middle.
+# Each request is costed at its max_tokens, an upper bound, so the plan errs toward shorter tasks
+# where a retry repeats less work.
+LLM_TOKENS_PER_SECOND = 40.0
+
+
 class LLMParams(MethodConfig):
     """The Params every LLM-using method shares: which endpoint, how hard to push it, what to spend."""
 
@@ -132,7 +140,7 @@ class LLMParams(MethodConfig):
     concurrency: int = param(4, "Requests in flight per mapped task.", section="LLM endpoint",
                              title="Requests in flight", ge=1, le=1024)
     llm_tokens_per_second: float = param(
-        40.0, "Tokens one request decodes per second on the endpoint (its per-request decode rate at the "
+        LLM_TOKENS_PER_SECOND, "Tokens one request decodes per second on the endpoint (its per-request decode rate at the "
         "concurrency above). Only the shard plan reads it: an LLM stage's work per record is its requests x "
         "max_tokens at this rate, divided by the requests in flight. The default is a 7-8B model on vLLM on "
         "one data-centre GPU (30-60 tokens/s a request); give your endpoint's figure (a fast or small model: "

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import synth_tasks.methods
 
-from synth_tasks.config import LLMParams, MethodConfig
+from synth_tasks.config import LLM_TOKENS_PER_SECOND, LLMParams, MethodConfig
 
 EXPORT = "export"
 
@@ -43,12 +43,6 @@ EXPORT = "export"
 # text stage measured on the shipped samples (0.06-11 ms a record, see the methods' ``cost=``), so
 # an undeclared stage errs toward more tasks rather than one task holding hours of unknown work.
 DEFAULT_TEXT_SECONDS = 0.01
-# Tokens a second one request decodes where a config gives no ``llm_tokens_per_second`` (the Param of
-# every LLM method, whose default this is): a 7-8B model served by vLLM on one data-centre GPU
-# decodes 30-60 tokens/s per request at a moderate batch; 40 is the low middle. Each request is
-# costed at its max_tokens, an upper bound, so the plan errs toward shorter tasks where a retry
-# repeats less work.
-LLM_TOKENS_PER_SECOND = 40.0
 # Folders of a partition that are the runner's own (see storage.RunLayout).
 RESERVED_FOLDERS = {EXPORT, "final", "_ledger", "_dropped", "_stats", "_staging", "_summary.json"}
 
