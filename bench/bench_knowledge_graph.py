@@ -105,8 +105,9 @@ def run(mode: str, folder: Path, max_chunks: int | None, store_root: str | None 
         embedded.start(model)
         endpoint = resolve_endpoint()
         endpoint_for = lambda _: endpoint  # noqa: E731
+        # one cache identity per model, not per server port: a rerun (--store-root) replays the answers
         values |= {"max_reports": 2, "paths_per_length": 2, "max_tokens": 256, "extraction_max_tokens": 400,
-                   "summary_min_chars": 4000, "request_timeout_s": 900}
+                   "summary_min_chars": 4000, "request_timeout_s": 900, "cache_namespace": f"bench-{model.name}"}
         if mode == "quality":  # enough paths for 20 questions; the reports' questions are not measured here
             values |= {"max_reports": 1, "paths_per_length": 10, "global_questions": False, "max_tokens": 320,
                        "extraction_max_tokens": 640}
@@ -126,7 +127,7 @@ def run(mode: str, folder: Path, max_chunks: int | None, store_root: str | None 
              for line in layout.store.read_bytes(summary["outputs"][key]).decode().splitlines()]
     stages = summary["stages"]
     extract = stages["extract"]
-    out = {"config": {k: v for k, v in values.items() if k != "input_path"}, "wall_seconds": round(wall, 1),
+    out = {"config": {k: v for k, v in values.items() if k not in ("input_path", "cache_namespace")}, "wall_seconds": round(wall, 1),
            "chunks": stages["prepare"]["produced"], "graph": summary["info"]["graph"] | {"url": None},
            "extraction": {"seconds": extract["seconds"], "seconds_per_chunk": round(extract["seconds"] / max(
                1, extract["input"]), 2), "kept": extract["kept"], "failed": extract["failed"],
@@ -149,8 +150,9 @@ def run(mode: str, folder: Path, max_chunks: int | None, store_root: str | None 
 
 
 def multi_hop_written(layout) -> list[dict]:
-    """Every multi-hop question the model wrote (generate's output), with its path, its relation
-    types and evidence, and the check's verdict: kept, or the filter reason."""
+    """Every multi-hop question composed from the model's pieces (generate's output), with its
+    pieces, path, relation types and evidence, and the check's verdict: kept, or the filter reason;
+    then every path whose pieces could not be composed, with the reason."""
     store, base = layout.store, layout.base
     outcome = {}
     for url in store.list_files(f"{base}/_ledger/check"):
@@ -158,9 +160,17 @@ def multi_hop_written(layout) -> list[dict]:
             outcome[r["record_id"]] = r["reason"] or r["outcome"]
     written = [r for url in store.list_files(f"{base}/generate") if url.endswith(".parquet")
                for r in store.read_parquet(url) if r.get("kind") == "multi_hop"]
-    return [{"id": r["id"], "question": r["question"], "answer": r["answer"], "path": r["path_titles"],
-             "relation_types": r["hop_types"], "evidence": r["hop_evidence"], "outcome": outcome.get(r["id"], "?")}
-            for r in sorted(written, key=lambda r: r["id"])]
+    rows = [{"id": r["id"], "question": r["question"], "pieces": json.loads(r["qa"])["pieces"], "answer": r["answer"],
+             "path": r["path_titles"], "relation_types": r["hop_types"], "evidence": r["hop_evidence"],
+             "outcome": outcome.get(r["id"], "?")} for r in sorted(written, key=lambda r: r["id"])]
+    planned = {r["id"]: r for url in store.list_files(f"{base}/plan") if url.endswith(".parquet")
+               for r in store.read_parquet(url)}
+    not_composed = [r for url in store.list_files(f"{base}/_dropped/generate") if url.endswith(".parquet")
+                    for r in store.read_parquet(url)]
+    return rows + [{"id": r["id"], "question": None, "pieces": json.loads(r["pieces"]), "answer": None,
+                    "path": planned[r["id"]]["path_titles"], "relation_types": planned[r["id"]]["hop_types"],
+                    "evidence": planned[r["id"]]["hop_evidence"], "outcome": r["reason"]}
+                   for r in sorted(not_composed, key=lambda r: r["id"])]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ functions) happen inside functions."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -23,8 +24,9 @@ from synth_tasks.methods.knowledge_graph.config import ExtractionFormat, Knowled
 from synth_tasks.methods.knowledge_graph.cooccurrence import extract as cooccur
 from synth_tasks.methods.knowledge_graph.parse import (ExtractionParseError, ground_in_chunk, link_relations,
                                                        parse_extraction)
-from synth_tasks.methods.knowledge_graph.paths import (check_path_qa, entity_name_problem, hop_evidence, names_of,
-                                                       sample_paths, state_hop, typed_edges)
+from synth_tasks.methods.knowledge_graph.paths import (GENERIC_RELATION, check_path_qa, compose_question,
+                                                       entity_name_problem, hop_evidence, names_of, path_steps,
+                                                       sample_paths, sentences, state_hop, typed_edges)
 from synth_tasks.methods.knowledge_graph.resolve import Mention, resolve
 from synth_tasks.methods.knowledge_graph.retrieval import global_reports, local_chunks, mentions, name_index
 from synth_tasks.prompts import load_prompt, render
@@ -492,7 +494,7 @@ def _short(eid: str) -> str:
 
 # Every plan job has these fields (a global job leaves the path ones empty, a path job the report ones).
 EMPTY_JOB = {"hops": None, "path": None, "path_titles": None, "path_names": None, "hop_chunk_ids": None,
-             "hop_chunks": None, "hop_relations": None, "hop_types": None, "hop_evidence": None,
+             "hop_relations": None, "hop_types": None, "hop_evidence": None,
              "end_candidates": None, "last_chunk_text": None, "report_title": None, "report_summary": None,
              "report_findings": None, "report_entities": None, "split_group": None}
 
@@ -565,7 +567,6 @@ def plan(run: StageRun[KnowledgeGraphConfig], reports: list[dict]) -> None:
                 "id": pid, "kind": kind, "hops": hops, "community": community_of.get(path[0], -1),
                 "source_document": chunk_doc[chunks[0]], "path": path, "path_titles": titles,
                 "path_names": [names_of(g, n) for n in path], "hop_chunk_ids": chunks,
-                "hop_chunks": [units[c]["text"] for c in chunks],
                 "hop_relations": [g.edges[a, b]["description"] for a, b in edges], "hop_types": labels,
                 "hop_evidence": [hop_evidence(units[c]["text"], names_of(g, a), names_of(g, b),
                                               g.edges[a, b]["description"]) for c, (a, b) in zip(chunks, edges)],
@@ -576,16 +577,7 @@ def plan(run: StageRun[KnowledgeGraphConfig], reports: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 # generate
 # --------------------------------------------------------------------------------------------
-class Step(BaseModel):
-    chunk_id: str = Field(min_length=1)
-    step: str = Field(min_length=1)
-
-
-class PathQAOut(BaseModel):
-    question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
-    reasoning_steps: list[Step] = Field(min_length=1, max_length=4)
-    cited_chunk_ids: list[str] = Field(default_factory=list)
+PIECE_MAX_TOKENS = 64  # a clue or a one-hop question: a line, never a paragraph
 
 
 class GlobalQAOut(BaseModel):
@@ -599,17 +591,39 @@ def _facts(job: dict) -> list[str]:
     return [state_hop(titles[k], label, titles[k + 1]) for k, label in enumerate(job["hop_types"])]
 
 
-def path_messages(job: dict) -> list[dict]:
-    """The question prompt of a path: each hop's fact (typed relation), its evidence sentence and its
-    passage; the start, the answer and the bridges not to name."""
-    facts = "\n\n".join(
-        f"Fact {k + 1} (passage {c}): {fact}\nEvidence: {evidence}\nPassage {c}:\n{text[:1500]}"
-        for k, (c, fact, evidence, text) in enumerate(zip(job["hop_chunk_ids"], _facts(job), job["hop_evidence"],
-                                                          job["hop_chunks"])))
-    hidden = ", ".join(f'"{t}"' for t in job["path_titles"][1:-1])
-    relations = " then ".join(f'"{t}"' for t in job["hop_types"])
-    return _prompt("path_question", facts=facts, start=job["path_titles"][0], answer=job["path_titles"][-1],
-                   hidden=hidden, relations=relations, chunk_ids=", ".join(job["hop_chunk_ids"]))
+def piece_messages(job: dict, k: int) -> list[dict]:
+    """The prompt for hop k's piece (paths.py): a clue describing the hop's second entity through
+    its first, or, for the last hop, a question naming its first entity and answered by its second.
+    The hop is given as the fact its type states (its relation's description where the type is
+    the generic one) and its evidence sentence."""
+    titles = job["path_titles"]
+    label = job["hop_types"][k]
+    fact = (state_hop(titles[k], label, titles[k + 1]) if label != GENERIC_RELATION
+            else (sentences(job["hop_relations"][k]) or [""])[0])
+    last = k == len(titles) - 2
+    return _prompt("path_question" if last else "path_clue", fact=fact, evidence=job["hop_evidence"][k],
+                   source=titles[k], target=titles[k + 1])
+
+
+def piece_text(text: str) -> str:
+    """A piece as the model wrote it: its first line, without a label ("Description:") or quotes
+    around it."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = re.sub(r"^(?:description|question)\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
+    return " ".join(line.split()).strip('"\'“”')
+
+
+async def ask_pieces(llm, cfg: KnowledgeGraphConfig, job: dict) -> dict:
+    """A path's pieces, one short call per hop: {"pieces": [clue, ..., question], "truncated": the
+    hops whose answer was cut at ``PIECE_MAX_TOKENS``, "model", "raw", and the token counts the
+    stage's progress reads}."""
+    results = await asyncio.gather(*(
+        llm.chat(piece_messages(job, k), cfg.sampling(f"{job['id']}:{k}", max_tokens=PIECE_MAX_TOKENS))
+        for k in range(len(job["path"]) - 1)))
+    texts = [piece_text(r.text) for r in results]
+    return {"pieces": texts, "truncated": [k + 1 for k, r in enumerate(results) if r.finish_reason == "length"],
+            "model": results[0].model, "raw": json.dumps([r.text for r in results], ensure_ascii=False),
+            "cached": all(r.cached for r in results), "completion_tokens": sum(r.completion_tokens for r in results)}
 
 
 def global_messages(job: dict) -> list[dict]:
@@ -630,11 +644,12 @@ def template_global_qa(job: dict) -> dict:
 
 
 def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
-    """Write a question along each path from its facts and evidence (one that needs every hop: the
-    start named, the bridge entities unnamed, the answer the end entity's name, one reasoning step
-    per hop naming its chunk, every chunk cited) or about each community report (with the ids of the
-    entities it rests on); structured output. With no_llm, template questions about the reports,
-    and the paths pass on as graph walks without a question."""
+    """Compose a question along each path from one-hop pieces the model writes, one short call per
+    hop (paths.py: a clue per hop but the last, a question about the last hop; a piece cut at its
+    token limit or that does not name the entity it is built on is filtered), its answer the end entity and one reasoning step per hop naming its
+    chunk; or write a question about each community report (with the ids of the entities it rests
+    on); structured output. With no_llm, template questions about the reports, and the paths pass
+    on as graph walks without a question."""
     cfg = run.cfg
     asked = [j for j in jobs if j["kind"] != "graph_walk"]
     if cfg.no_llm:
@@ -642,10 +657,15 @@ def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
     else:
         def ask(job: dict):
             if job["kind"] == "multi_hop":
-                return run.llm.chat(path_messages(job), cfg.sampling(job["id"]), response_model=PathQAOut)
+                return ask_pieces(run.llm, cfg, job)
             return run.llm.chat(global_messages(job), cfg.sampling(job["id"]), response_model=GlobalQAOut)
 
-        done = [(j, r.parsed.model_dump(), r.model, r.text) for j, r in run.llm_calls(asked, ask)]
+        done = []
+        for job, r in run.llm_calls(asked, ask):
+            if job["kind"] == "multi_hop":
+                done.append((job, r, r["model"], r["raw"]))
+            else:
+                done.append((job, r.parsed.model_dump(), r.model, r.text))
     answered = {job["id"]: (qa, model, raw) for job, qa, model, raw in done}
     # In the shard's order, so the published order does not depend on where the shards are cut.
     for job in jobs:
@@ -655,6 +675,19 @@ def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
         if job["id"] not in answered:  # its call failed: llm_calls accounted for it
             continue
         qa, model, raw = answered[job["id"]]
+        if job["kind"] == "multi_hop":
+            *clues, last = qa["pieces"]
+            pieces = {"clues": clues, "question": last}
+            if qa["truncated"]:
+                run.filtered(job["id"], f"truncated: the piece of hop {qa['truncated'][0]} was cut at "
+                                        f"{PIECE_MAX_TOKENS} tokens", pieces=json.dumps(pieces), raw=raw)
+                continue
+            question, problem = compose_question(job["path_names"], clues, last)
+            if problem is not None:
+                run.filtered(job["id"], problem, pieces=json.dumps(pieces, ensure_ascii=False), raw=raw)
+                continue
+            qa = {"question": question, "answer": job["path_titles"][-1], "pieces": pieces,
+                  "reasoning_steps": path_steps(job["path_titles"], job["hop_chunk_ids"], clues, last)}
         if not qa["question"].strip() or not qa["answer"].strip():
             run.failed(job["id"], "invalid_structured_output: blank question or answer", raw=raw)
             continue
@@ -683,11 +716,10 @@ def walk_text(job: dict) -> str:
 
 
 def check(run: StageRun[KnowledgeGraphConfig], candidates: list[dict]) -> None:
-    """Keep a path question only when it passes the path rules (paths.py: no shortcut edge, the
-    answer the only entity reachable along the path's relation types and a real name of the end
-    entity occurring in the last hop's chunk, the start named, no bridge entity nor the answer
-    named, no hop's evidence copied, one reasoning step per hop naming its chunk, every chunk
-    cited); a global question must rest on entities of its report; a graph walk was checked when it
+    """Keep a composed path question only when it passes the path rules (paths.py: no shortcut
+    edge, the answer the only entity reachable along the path's relation types and occurring in the
+    last hop's chunk, the start named, no bridge entity nor the answer named, no hop's evidence
+    copied); a global question must rest on entities of its report; a graph walk was checked when it
     was planned. Local retrieval (personalised PageRank from the entities the question names, or
     from a walk's start: the top `retrieval_k` chunks) and global retrieval (the best-matching
     community reports) are recorded with each kept record, and how many hop chunks (own reports)
@@ -700,7 +732,7 @@ def check(run: StageRun[KnowledgeGraphConfig], candidates: list[dict]) -> None:
     for c in candidates:
         qa = json.loads(c["qa"]) if c["qa"] else None
         if c["kind"] == "multi_hop":
-            verdict = check_path_qa(c, qa, g, typed)
+            verdict = check_path_qa(c, c["question"], g, typed)
             support = list(c["path"])
         elif c["kind"] == "graph_walk":
             verdict, support = KEEP, list(c["path"])
@@ -717,7 +749,7 @@ def check(run: StageRun[KnowledgeGraphConfig], candidates: list[dict]) -> None:
             run.counts["global_report_found"] += c["community"] in communities
             steps, chunk_ids = [], []
         else:
-            steps = [f"[{s['chunk_id']}] {s['step'].strip()}" for s in qa["reasoning_steps"]] if qa else []
+            steps = qa["reasoning_steps"] if qa else []
             chunk_ids = list(c["hop_chunk_ids"])
             hits = sum(u in retrieved for u in chunk_ids)
             run.counts["ppr_hop_chunks"] += len(chunk_ids)

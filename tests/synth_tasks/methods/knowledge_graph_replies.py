@@ -5,9 +5,8 @@ knowledge-graph method: each answer depends only on the request.
   in the format the prompt asks for; gleaning rounds answer nothing new.
 - Summaries: one sentence.
 - Community reports: a finding per strongest relationship, citing its ids (and one unknown id).
-- Path questions: start from the first entity and ask along the relation types the prompt gives,
-  name neither bridge nor answer, answer the end entity's name, one step per hop naming its
-  passage, every passage cited.
+- Path question pieces (one request per hop): a clue naming the hop's first entity, and for the
+  last hop a question naming its first entity.
 - Global questions: rest on the first two entities of the report."""
 
 from __future__ import annotations
@@ -57,15 +56,16 @@ def report(prompt: str) -> str:
                        "rating": 5, "rating_explanation": "Central to the text.", "findings": findings})
 
 
+def path_clue(prompt: str) -> str:
+    """Names the hop's first entity, not its second."""
+    source = re.search(r'in a few words without naming it, using "(.+?)" and the fact\.', prompt).group(1)
+    return f"what {source} relates to"
+
+
 def path_question(prompt: str) -> str:
-    """Asks along the relation types the prompt lists, from the start; names no bridge, answers the
-    end entity's name."""
-    passages = re.findall(r"^Fact \d+ \(passage ([^)]+)\): ", prompt, re.MULTILINE)
-    start, answer = re.search(r'The question starts from "(.+?)" and its answer is "(.+?)"\.', prompt).groups()
-    relations = re.search(r"ask for the entity that the relations (.+?), followed in this order", prompt).group(1)
-    steps = [{"chunk_id": c, "step": f"The passage {c} links the previous entity to the next one."} for c in passages]
-    return json.dumps({"question": f"Starting from {start}, what do the relations {relations} lead to?",
-                       "answer": answer, "reasoning_steps": steps, "cited_chunk_ids": passages})
+    """Names the last hop's first entity, not its answer."""
+    source = re.search(r'Write one question that contains "(.+?)" and whose answer', prompt).group(1)
+    return f"Which entity does {source} lead to?"
 
 
 def global_question(prompt: str) -> str:
@@ -91,7 +91,9 @@ def reply(body: dict) -> str:
         return "One merged description of the entity."
     if prompt.startswith("You write a report"):
         return report(prompt)
-    if prompt.startswith("Write one question"):
+    if prompt.startswith("Fact:") and "Describe" in prompt:
+        return path_clue(prompt)
+    if prompt.startswith("Fact:"):
         return path_question(prompt)
     if prompt.startswith("Below is a report"):
         return global_question(prompt)
