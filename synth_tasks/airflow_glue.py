@@ -385,13 +385,18 @@ def _stop_group(child, grace_s: float) -> None:
             continue
 
 
-def sync_dags_once(lock_path: str) -> None:
+def sync_dags_once(lock_path: str, dag=None) -> None:
     """Write the configured bundles' DAGs to the metadata database, one process at a time.
     ``dag.test()`` does this itself, but two first runs on a fresh database started together race
     to insert the same DAG row (``UNIQUE constraint failed: dag.dag_id``); after this, their own
     sync finds the rows there and only updates them. A bundle whose every DAG file already has its
     namesake DAG in the database (one DAG per file, named after it: the project's rule) is skipped:
-    parsing and serialising it again cost ~2 s a run for nothing, as ``dag.test()`` re-syncs it anyway."""
+    parsing and serialising it again cost ~2 s a run for nothing, as ``dag.test()`` re-syncs it anyway.
+
+    Unless an asset of ``dag`` (the DAG about to run) is inactive: then every bundle is synced and
+    the assets no DAG references any more are released (``release_orphaned_assets``). An asset whose
+    URI changed (``synth://`` to ``x-synth://``) is otherwise kept inactive by its old namesake, and
+    the run's export task fails with ``AirflowInactiveAssetInInletOrOutletException``."""
 
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
@@ -401,13 +406,44 @@ def sync_dags_once(lock_path: str) -> None:
         manager = DagBundlesManager()
         manager.sync_bundles_to_db()
         known = _known_dag_ids()
+        stale = bool(inactive_assets(dag)) if dag is not None and dag.dag_id in known else False
         for bundle in manager.get_all_dag_bundles():
             if not bundle.is_initialized:
                 bundle.initialize()
-            if dag_file_stems(str(bundle.path)) <= known:
+            if not stale and dag_file_stems(str(bundle.path)) <= known:
                 continue
             bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
             sync_bag_to_db(bag, bundle.name, bundle.version)
+        if stale:
+            release_orphaned_assets()
+
+
+def inactive_assets(dag) -> list[tuple[str, str]]:
+    """(name, uri) of the assets in ``dag``'s task inlets and outlets that the database does not
+    hold as active."""
+    from airflow.models.asset import AssetActive
+    from airflow.sdk import Asset
+    from airflow.utils.session import create_session
+
+    wanted = {(a.name, a.uri) for task in dag.tasks for a in (*task.inlets, *task.outlets) if isinstance(a, Asset)}
+    if not wanted:
+        return []
+    with create_session() as session:
+        active = set(session.query(AssetActive.name, AssetActive.uri))
+    return sorted(wanted - active)
+
+
+def release_orphaned_assets() -> None:
+    """What the scheduler does every ``[scheduler] parsing_cleanup_interval``: deactivate the assets
+    no DAG references, then activate the referenced ones. A local run has no scheduler to do it.
+    Airflow has no public call for this; the scheduler's own method is used, so the rules stay
+    Airflow's (an active asset's name and URI are unique)."""
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        # it uses ``self`` only for static helpers, so the class stands in for a scheduler
+        SchedulerJobRunner._update_asset_orphanage(SchedulerJobRunner, session=session)
 
 
 def dag_file_stems(folder: str) -> set[str]:
@@ -441,7 +477,7 @@ def _dag_test_child(dag_id: str, conf_json: str, result_file: str) -> int:
     if dag_id not in bag.dags:
         print(f"no DAG {dag_id!r} in {folder}: {bag.import_errors}")
         return 2
-    sync_dags_once(os.path.join(os.environ["AIRFLOW_HOME"], ".dag-sync.lock"))
+    sync_dags_once(os.path.join(os.environ["AIRFLOW_HOME"], ".dag-sync.lock"), bag.dags[dag_id])
     # dag.test() re-parses and re-writes every DAG of the folder (for DAGs that trigger siblings,
     # which ours do not): under this parsing context the other files build no DAG (``build_dag``),
     # and their DAGs stay in the database as the sync above left them.

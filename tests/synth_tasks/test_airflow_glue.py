@@ -152,3 +152,30 @@ def test_a_dag_file_builds_nothing_when_airflow_parses_for_another_dag(monkeypat
     assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"
     monkeypatch.delenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID)
     assert glue.build_dag(METHOD, doc_md="x").dag_id == "mind"
+
+
+@pytest.mark.airflow
+def test_an_asset_whose_uri_changed_is_activated_before_the_run(airflow_db, tmp_path):
+    """A database from before the Asset URIs moved to x-synth:// holds the old synth:// asset as
+    the active "curriculum/final": the new one stays inactive and the run's export task failed with
+    AirflowInactiveAssetInInletOrOutletException (found on the quality benchmark's database). The
+    pre-run sync re-syncs every DAG and releases the asset no DAG references any more."""
+    from airflow.models.asset import AssetActive, AssetModel
+    from airflow.utils.session import create_session
+
+    from tests.conftest import load_dag
+
+    dag = load_dag("curriculum")
+    lock = str(tmp_path / "lock")
+    glue.sync_dags_once(lock, dag)
+    assert glue.inactive_assets(dag) == []
+    with create_session() as session:  # the old database: the old URI holds the name
+        session.query(AssetActive).filter(AssetActive.name == "curriculum/final").delete()
+        session.add(AssetModel(name="curriculum/final", uri="synth://curriculum/final"))
+        session.add(AssetActive(name="curriculum/final", uri="synth://curriculum/final"))
+    assert glue.inactive_assets(dag) == [("curriculum/final", "x-synth://curriculum/final")]
+    glue.sync_dags_once(lock, dag)
+    assert glue.inactive_assets(dag) == []
+    with create_session() as session:
+        assert set(session.query(AssetActive.uri).filter(AssetActive.name == "curriculum/final")) == {
+            ("x-synth://curriculum/final",)}
