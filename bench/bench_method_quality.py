@@ -204,8 +204,9 @@ def prepare_inputs(model: str, namespace: str | None = None) -> tuple[dict[str, 
                                  "sources_path": sources, "max_tokens": 512, "train_ratio": 0.67},
                         "input": what + "; sources (BM25): the other Rust chapters and the textbook's other sections"}
 
-    # curriculum: the six stages of the shipped stages file, 3 stories each, no evaluation
-    plan["curriculum"] = {"conf": {"input_path": str(ROOT / "synth_tasks/include/configs/curriculum/stages.yaml"), "items_per_stage": 3,
+    # curriculum: the six stages of the shipped stages file, 6 stories each (3 left a stage's on-theme
+    # share resting on 2 stories), no evaluation
+    plan["curriculum"] = {"conf": {"input_path": str(ROOT / "synth_tasks/include/configs/curriculum/stages.yaml"), "items_per_stage": 6,
                                    "eval_items_per_stage": 0, "evaluate": False, "check_rising": False,
                                    "max_tokens": 400},
                           "input": "include/configs/curriculum/stages.yaml, all six stages"}
