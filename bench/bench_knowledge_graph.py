@@ -9,8 +9,9 @@ Two configurations, each written to its own section of the results file:
   ``--max-chunks`` chunks: extraction time per chunk, what the model's extraction gives, the
   rejections of its reports and questions. No real model is reachable from this machine.
 - ``quality``: the same LLM path on the embedded quality model (Qwen2.5-Coder-1.5B, `make
-  llm-up MODEL=quality` fetches it), 8 chunks, up to 10 paths of each length, no global questions:
-  every multi-hop question the model wrote is listed with the check's verdict, for reading by hand
+  llm-up MODEL=quality` fetches it), 8 chunks (``--max-chunks`` to change), up to 10 paths of each
+  length, no global questions: every path's pieces, the question composed from them (or why none
+  could be) and the check's verdict are listed, for reading by hand
   (the goal, >= 12 of 20 sensible and uniquely answerable, is a reader's judgement: docs/methods/
   knowledge_graph.md gives it).
 
