@@ -119,17 +119,6 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[\w'’]+", text.lower())
 
 
-def name_key(name: str) -> str:
-    """What two spellings of one name share: lower-case words without leading articles, the last one
-    without a plural s ("The borrow checkers." and "borrow checker")."""
-    words = _words(name)
-    while len(words) > 1 and words[0] in _ARTICLES:
-        words = words[1:]
-    if words and len(words[-1]) > 3 and words[-1].endswith("s") and not words[-1].endswith("ss"):
-        words[-1] = words[-1][:-1]
-    return " ".join(words)
-
-
 def entity_name_problem(name: str) -> str | None:
     """Why ``name`` is no entity name, or None: no word ("1, 2, 3"), only function words ("and"), or a
     plain-word phrase that opens or closes on one ("but instead the new future produced by") or is

@@ -646,10 +646,10 @@ def template_global_qa(job: dict) -> dict:
 def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
     """Compose a question along each path from one-hop pieces the model writes, one short call per
     hop (paths.py: a clue per hop but the last, a question about the last hop; a piece cut at its
-    token limit or that does not name the entity it is built on is filtered), its answer the end entity and one reasoning step per hop naming its
-    chunk; or write a question about each community report (with the ids of the entities it rests
-    on); structured output. With no_llm, template questions about the reports, and the paths pass
-    on as graph walks without a question."""
+    token limit, or that does not name the entity it is built on, is filtered), its answer the end
+    entity and one reasoning step per hop naming its chunk; or write a question about each
+    community report (with the ids of the entities it rests on; structured output). With no_llm,
+    template questions about the reports, and the paths pass on as graph walks without a question."""
     cfg = run.cfg
     asked = [j for j in jobs if j["kind"] != "graph_walk"]
     if cfg.no_llm:
@@ -680,7 +680,8 @@ def generate(run: StageRun[KnowledgeGraphConfig], jobs: list[dict]) -> None:
             pieces = {"clues": clues, "question": last}
             if qa["truncated"]:
                 run.filtered(job["id"], f"truncated: the piece of hop {qa['truncated'][0]} was cut at "
-                                        f"{PIECE_MAX_TOKENS} tokens", pieces=json.dumps(pieces), raw=raw)
+                                        f"{PIECE_MAX_TOKENS} tokens",
+                             pieces=json.dumps(pieces, ensure_ascii=False), raw=raw)
                 continue
             question, problem = compose_question(job["path_names"], clues, last)
             if problem is not None:
