@@ -128,7 +128,8 @@ def run(mode: str, folder: Path, max_chunks: int | None, store_root: str | None 
              for line in layout.store.read_bytes(summary["outputs"][key]).decode().splitlines()]
     stages = summary["stages"]
     extract = stages["extract"]
-    out = {"config": {k: v for k, v in values.items() if k not in ("input_path", "cache_namespace")}, "wall_seconds": round(wall, 1),
+    out = {"config": {k: v for k, v in values.items() if k not in ("input_path", "cache_namespace")},
+           "wall_seconds": round(wall, 1),
            "chunks": stages["prepare"]["produced"], "graph": summary["info"]["graph"] | {"url": None},
            "extraction": {"seconds": extract["seconds"], "seconds_per_chunk": round(extract["seconds"] / max(
                1, extract["input"]), 2), "kept": extract["kept"], "failed": extract["failed"],
@@ -155,23 +156,20 @@ def multi_hop_written(layout) -> list[dict]:
     pieces, path, relation types and evidence, and the check's verdict: kept, or the filter reason;
     then every path whose pieces could not be composed, with the reason."""
     store, base = layout.store, layout.base
-    outcome = {}
-    for url in store.list_files(f"{base}/_ledger/check"):
-        for r in store.read_parquet(url):
-            outcome[r["record_id"]] = r["reason"] or r["outcome"]
-    written = [r for url in store.list_files(f"{base}/generate") if url.endswith(".parquet")
-               for r in store.read_parquet(url) if r.get("kind") == "multi_hop"]
-    rows = [{"id": r["id"], "question": r["question"], "pieces": json.loads(r["qa"])["pieces"], "answer": r["answer"],
+
+    def rows(folder: str) -> list[dict]:
+        return [r for url in store.glob(f"{base}/{folder}/*.parquet") for r in store.read_parquet(url)]
+
+    outcome = {r["record_id"]: r["reason"] or r["outcome"] for r in rows("_ledger/check")}
+    planned = {r["id"]: r for r in rows("plan")}
+    composed = sorted((r for r in rows("generate") if r.get("kind") == "multi_hop"), key=lambda r: r["id"])
+    not_composed = sorted(rows("_dropped/generate"), key=lambda r: r["id"])
+    return [{"id": r["id"], "question": r["question"], "pieces": json.loads(r["qa"])["pieces"], "answer": r["answer"],
              "path": r["path_titles"], "relation_types": r["hop_types"], "evidence": r["hop_evidence"],
-             "outcome": outcome.get(r["id"], "?")} for r in sorted(written, key=lambda r: r["id"])]
-    planned = {r["id"]: r for url in store.list_files(f"{base}/plan") if url.endswith(".parquet")
-               for r in store.read_parquet(url)}
-    not_composed = [r for url in store.list_files(f"{base}/_dropped/generate") if url.endswith(".parquet")
-                    for r in store.read_parquet(url)]
-    return rows + [{"id": r["id"], "question": None, "pieces": json.loads(r["pieces"]), "answer": None,
-                    "path": planned[r["id"]]["path_titles"], "relation_types": planned[r["id"]]["hop_types"],
-                    "evidence": planned[r["id"]]["hop_evidence"], "outcome": r["reason"]}
-                   for r in sorted(not_composed, key=lambda r: r["id"])]
+             "outcome": outcome.get(r["id"], "?")} for r in composed] + [
+        {"id": r["id"], "question": None, "pieces": json.loads(r["pieces"]), "answer": None,
+         "path": planned[r["id"]]["path_titles"], "relation_types": planned[r["id"]]["hop_types"],
+         "evidence": planned[r["id"]]["hop_evidence"], "outcome": r["reason"]} for r in not_composed]
 
 
 def main(argv: list[str] | None = None) -> int:

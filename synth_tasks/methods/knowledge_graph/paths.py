@@ -336,6 +336,10 @@ def _name_span(text: str, names: list[str]) -> tuple[int, int] | None:
     return (article.start() if article else start), end
 
 
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _inline(clue: str) -> str:
     """A clue as it reads inside a sentence: trailing punctuation dropped, a leading article or
     function word lower-cased ("The type that..." -> "the type that...")."""
@@ -361,14 +365,14 @@ def compose_question(path_names: list[list[str]], clues: list[str], question: st
     if _name_span(text, path_names[0]) is None:
         where = "clue 1" if hops > 1 else "the question"
         return None, f"piece_missing_name: {where} does not name {path_names[0][0]!r}"
-    text = text[0].upper() + text[1:]
+    text = _capitalised(text)
     return (text if text.endswith("?") else text.rstrip(" .") + "?"), None
 
 
 def path_steps(titles: list[str], chunk_ids: list[str], clues: list[str], question: str) -> list[str]:
     """One reasoning step per hop, each opening with its chunk id: what each clue names, then the
     last hop's question answered."""
-    steps = [f"[{c}] {_inline(clue)[0].upper()}{_inline(clue)[1:]} is {t}."
+    steps = [f"[{c}] {_capitalised(_inline(clue))} is {t}."
              for c, clue, t in zip(chunk_ids, clues, titles[1:])]
     return [*steps, f"[{chunk_ids[-1]}] {' '.join(question.split())} {titles[-1]}."]
 
