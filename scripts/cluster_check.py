@@ -258,7 +258,14 @@ def start_seaweedfs(cluster: Cluster) -> str:
     another SeaweedFS on this machine (the tests start one on the defaults)."""
     work = cluster.tmp / "seaweedfs"
     work.mkdir()
-    ports = {name: free_port(span=10000) for name in ("master", "volume", "filer", "s3", "admin")}
+    ports: dict[str, int] = {}
+    taken: set[int] = set()  # every HTTP port and its gRPC twin: a port may not be another's twin
+    for name in ("master", "volume", "filer", "s3", "admin"):
+        port = free_port(span=10000)
+        while {port, port + 10000} & taken:
+            port = free_port(span=10000)
+        ports[name] = port
+        taken |= {port, port + 10000}
     cmd = [str(VENV_BIN / "weed"), "mini", f"-dir={work}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            f"-bucket={BUCKET}", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            f"-webdav.port={free_port()}", f"-s3.localSocket={work}/s3.sock", f"-filer.localSocket={work}/filer.sock",
@@ -588,7 +595,7 @@ def run_check(cluster: Cluster, timeout_s: float) -> dict:
         run["task_instances"] = sorted(
             ({"task_id": t["task_id"], "map_index": t["map_index"], "state": t["state"], "hostname": t["hostname"],
               "try_number": t["try_number"], "duration_s": round(t["duration"] or 0, 1),
-              "start_date": t.get("start_date")} for t in tis),
+              "start_date": t.get("start_date"), "queued_when": t.get("queued_when")} for t in tis),
             key=lambda t: (t["start_date"] or "~", t["task_id"], t["map_index"]))
         if run["state"] != "success":
             failures.append(f"{dag_id} run {run['run_id']}: {run['state']}")
@@ -620,6 +627,7 @@ def run_check(cluster: Cluster, timeout_s: float) -> dict:
                        for n in summary.get("stage_order", []) if (s := summary["stages"].get(n))},
             "counts": summary.get("counts"), "usage": summary.get("usage"), "endpoints": summary.get("endpoints"),
             "outputs": summary.get("outputs")}
+        run["task_cost"] = task_cost(tis, summary)
 
     hosts = sorted({t["hostname"] for r in runs.values() for t in r.get("task_instances", []) if t["hostname"]})
     per_worker = {h: sum(t["hostname"] == h for r in runs.values() for t in r.get("task_instances", [])) for h in hosts}
@@ -636,6 +644,25 @@ def run_check(cluster: Cluster, timeout_s: float) -> dict:
                            *[f"celery {w} (concurrency 2)" for w in WORKERS]],
             "llm_mode": {"mind": "LLM (the embedded server, through the synth_llm connection)",
                          "markdown_qa": "no-LLM (compared byte for byte with a one-process run)"}}
+
+
+def task_cost(tis: list[dict], summary: dict) -> dict:
+    """What a task instance costs on the cluster beyond its own work: the seconds its stage
+    function ran (the run summary's per-stage ``seconds``, summed over shards, and the export's)
+    against the task instances' durations on the workers, and the wait from queued to started
+    (scheduler, Redis, a Celery worker picking it up)."""
+    from datetime import datetime
+
+    done = [t for t in tis if t["state"] == "success" and t["duration"] is not None]
+    task_s = sum(t["duration"] for t in done)
+    stage_s = sum(s.get("seconds", 0.0) for s in summary.get("stages", {}).values())
+    waits = sorted((datetime.fromisoformat(t["start_date"]) - datetime.fromisoformat(t["queued_when"])).total_seconds()
+                   for t in done if t.get("start_date") and t.get("queued_when"))
+    return {"task_instances": len(done), "task_seconds": round(task_s, 1), "stage_function_s": round(stage_s, 1),
+            "worker_s_per_task": round((task_s - stage_s) / len(done), 2) if done else None,
+            "airflow_share_of_task_time": round(1 - stage_s / task_s, 3) if task_s else None,
+            "queued_to_started_s": {"median": round(waits[len(waits) // 2], 2), "max": round(waits[-1], 2)}
+            if waits else None}
 
 
 def markdown_report(report: dict) -> str:
@@ -655,6 +682,12 @@ def markdown_report(report: dict) -> str:
                   f"from S3: {run.get('export_log_via_api')}"
                   + (f"; final files identical to a one-process run: {run['same_as_one_process']}"
                      if "same_as_one_process" in run else ""), ""]
+        if (cost := run.get("task_cost")) and cost["task_instances"]:
+            waits = cost["queued_to_started_s"] or {}
+            lines += [f"Per task: {cost['task_instances']} task instances ran {cost['task_seconds']} s on the workers, "
+                      f"{cost['stage_function_s']} s of it in the stage functions: {cost['worker_s_per_task']} s of "
+                      f"Airflow a task ({cost['airflow_share_of_task_time']:.0%} of task time); queued to started "
+                      f"{waits.get('median')} s median, {waits.get('max')} s at most.", ""]
         if summary.get("stages"):
             lines += ["| stage | in | kept | filtered | failed | produced |", "|---|---:|---:|---:|---:|---:|"]
             lines += [f"| {n} | {s['input']} | {s['kept']} | {s['filtered']} | {s['failed']} | {s['produced']} |"
