@@ -70,7 +70,8 @@ def run_mode(tmp: Path, store, mode: str) -> dict:
     math = summary["info"]["selection"]["math"]
     sizes = sorted(math["cluster_sizes"].values(), reverse=True)
     return {"wall_seconds": round(wall, 1), "stages": {k: {f: v[f] for f in ("input", "kept", "filtered", "failed")}
-                                                       | {"reasons": v["filter_reasons"], "seconds": v["seconds"]}
+                                                       | {"reasons": v["filter_reasons"], "seconds": v["seconds"],
+                                                          "shards": v["shards"]}
                                                        for k, v in summary["stages"].items()},
             "dedup": summary["info"]["dedup"], "embedding": math["embedding"], "clustering": math["clustering"],
             "items": math["items"], "too_long": math["too_long"], "eligible": math["eligible"],

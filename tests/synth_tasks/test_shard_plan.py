@@ -11,11 +11,13 @@ from synth_tasks.storage import RunLayout, Store
 from tests.conftest import ROOT
 
 DOCS = ROOT / "include" / "sample_data" / "markdown_qa" / "docs"
-# The shipped sample through the no-LLM modes, which need no model: (method, Params).
+MIX = ROOT / "include" / "configs" / "data_selection_mix.yaml"
+# The shipped samples through the modes that need no model: method -> (input, Params).
 SAMPLES = {
-    "markdown_qa": {"no_llm": True},
-    "knowledge_graph": {"no_llm": True, "chunk_tokens": 300, "chunk_overlap": 50, "paths_per_length": 5,
-                        "max_reports": 5, "train_ratio": 0.5},
+    "markdown_qa": (DOCS, {"no_llm": True}),
+    "knowledge_graph": (DOCS, {"no_llm": True, "chunk_tokens": 300, "chunk_overlap": 50, "paths_per_length": 5,
+                               "max_reports": 5, "train_ratio": 0.5}),
+    "data_selection": (MIX, {"tokenizer": "cl100k", "max_tokens": 700}),
 }
 
 
@@ -27,7 +29,7 @@ def _published(tmp_path, dag_id: str, values: dict) -> tuple[dict[str, bytes], d
     cfg = method.config(input_path="unused", **values)
     store = Store(f"file://{tmp_path}/stage")
     layout = RunLayout(store, dag_id, "p1")
-    results = run_method(method, cfg, layout, f"file://{DOCS}",
+    results = run_method(method, cfg, layout, f"file://{SAMPLES[dag_id][0]}",
                          run_info={"run_id": "p1", "run_timestamp": "2026-01-01_00-00-00"})
     final = f"{layout.base}/final/"
     files = {url.removeprefix(final): store.read_bytes(url) for url in store.glob(f"{final}**/*.*")
@@ -38,7 +40,7 @@ def _published(tmp_path, dag_id: str, values: dict) -> tuple[dict[str, bytes], d
 
 @pytest.mark.parametrize("dag_id", sorted(SAMPLES))
 def test_planned_shards_publish_the_same_bytes_as_fixed_shards(tmp_path, dag_id):
-    values = SAMPLES[dag_id]
+    values = SAMPLES[dag_id][1]
     fixed, fixed_shards = _published(tmp_path / "fixed", dag_id, values | {"shard_size": 64})
     planned, planned_shards = _published(tmp_path / "planned", dag_id, values)
     # A target of a millisecond makes the plan cut the small sample into many shards of unequal size.

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.data_selection.config import DataSelectionConfig
-from synth_tasks.methods.data_selection.stages import (prepare, render_prompts, screen, select, seq2seq,
+from synth_tasks.methods.data_selection.stages import (RENDER_SECONDS, SEQ2SEQ_SECONDS, TOKENIZE_SECONDS, prepare,
+                                                       render_prompts, screen, screen_cost, select, seq2seq,
                                                        text_records, tokenize, tokenized_files)
 
 METHOD = Method(
@@ -34,11 +35,11 @@ METHOD = Method(
     input_files=("*.yaml", "*.yml"),
     stages=(
         Stage("prepare", prepare, mapped=False),
-        Stage("seq2seq", seq2seq),
-        Stage("screen", screen),
+        Stage("seq2seq", seq2seq, cost=SEQ2SEQ_SECONDS),
+        Stage("screen", screen, cost=screen_cost),
         Stage("select", select, mapped=False),
-        Stage("render", render_prompts),
-        Stage("tokenize", tokenize),
+        Stage("render", render_prompts, cost=RENDER_SECONDS),
+        Stage("tokenize", tokenize, cost=TOKENIZE_SECONDS),
     ),
     export=Export(group_key="group", records=text_records, extra_files=tokenized_files),
     tags=("data-selection", "fine-tuning"),

@@ -24,6 +24,23 @@ TEXT_FIELDS = ("id", "domain", "source", "licence", "kind", "Input", "Output", "
                "fewshot_ids", "score", "group", "trimmed", "n_prompt_tokens", "n_tokens", "origin")
 
 
+# Seconds of work per record of the mapped stages, for the shard plan (``Stage.cost``), from
+# bench/bench_data_selection.py (the 7,473 GSM8K training items, 2 cores at load 6.7, the worst
+# measured): seq2seq 0.08 ms a record, screen 0.9 ms against one benchmark (its n-gram index built
+# once a task included), render 0.06 ms, tokenize 1.6 ms (the tokenizer loaded once a task
+# included); at load 1.0, 0.015, 0.15, 0.06 and 1.7 ms. Each is declared at about twice the worst.
+# Undeclared they counted 10 ms each, so a 30-second task held 1.5 seconds of work or less and the
+# 7,473 items ran as 4 seq2seq and 4 screen tasks, each paying Airflow's start for little.
+SEQ2SEQ_SECONDS = 0.0002
+SCREEN_SECONDS_PER_BENCHMARK = 0.002
+RENDER_SECONDS = 0.0002
+TOKENIZE_SECONDS = 0.003
+
+
+def screen_cost(cfg: DataSelectionConfig) -> float:
+    return SCREEN_SECONDS_PER_BENCHMARK * len(cfg.benchmarks)
+
+
 # -- prepare ------------------------------------------------------------------------------------
 def prepare(run: StageRun[DataSelectionConfig], files: list[str]) -> None:
     """Read the mix file(s) and every source it lists: one record per question-answer row, and per

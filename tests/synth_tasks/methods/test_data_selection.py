@@ -452,3 +452,21 @@ domains:
         prompt = tokens[offsets[i]:offsets[i] + prompt_lengths[i]]
         assert prompt[0] == start and list(prompt).count(start) == r["Input"].count("<|im_start|>")
         assert tok.decode(prompt) == r["Input"]
+
+
+def test_the_mapped_stages_declare_their_measured_costs_so_a_gsm8k_sized_mix_is_one_task_a_stage():
+    """At the 10 ms a record an undeclared text stage counts, the 7,473 GSM8K items were cut into 4
+    screen tasks of about 1.5 s of real work each; with the measured costs, one task carries them."""
+    from synth_tasks.method import DEFAULT_TEXT_SECONDS
+    from synth_tasks.stage import plan_shards
+
+    cfg = ds.DataSelectionConfig(input_path="x")
+    mapped = [s for s in ds.METHOD.stages if s.mapped]
+    assert [s.name for s in mapped] == ["seq2seq", "screen", "render", "tokenize"]
+    assert all(s.cost is not None and 0 < s.seconds_per_record(cfg) < DEFAULT_TEXT_SECONDS for s in mapped)
+    for unmapped, n in (("prepare", 7473), ("select", 2000)):
+        work = sum(s.seconds_per_record(cfg) for s in ds.METHOD.mapped_after(ds.METHOD.stage(unmapped)))
+        assert plan_shards(n, work, cfg.task_target_seconds, None, 1024) == [n]
+    assert len(plan_shards(7473, 2 * DEFAULT_TEXT_SECONDS, cfg.task_target_seconds, None, 1024)) == 4
+    # no benchmark to screen against: screen costs nothing, seq2seq still counts
+    assert ds.METHOD.stage("screen").seconds_per_record(ds.DataSelectionConfig(input_path="x", benchmarks=[])) == 0
