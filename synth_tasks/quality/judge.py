@@ -15,6 +15,7 @@ from synth_tasks.prompts import load_prompt, render
 
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 DEFAULT_WEIGHTS = {"helpfulness": 0.3, "correctness": 0.3, "coherence": 0.2, "complexity": 0.1, "verbosity": 0.1}
+JUDGE_MAX_TOKENS = 128  # five small integers as JSON
 
 
 # An enum rather than a 0..4 range: constrained decoders (llama.cpp's grammar) enforce enums but
@@ -48,7 +49,7 @@ class LLMJudge:
     def __init__(self, client, sampling: SamplingParams | None = None,
                  weights: dict[str, float] = DEFAULT_WEIGHTS):
         self.client, self.weights = client, weights
-        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=128)
+        self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=JUDGE_MAX_TOKENS)
 
     async def score(self, instruction: str, response: str) -> dict:
         prompt = render(load_prompt("quality/judge_helpsteer2"), instruction=instruction, response=response)

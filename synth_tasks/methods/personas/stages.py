@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, create_model
 
 from synth_tasks.config import ConfigError
+from synth_tasks.method import llm_seconds
 from synth_tasks.methods.personas.checks import (PREFIXES, grounded_in, has_prefix, restates_persona, split_evidence,
                                                  strip_prefix, with_title_prefix)
-from synth_tasks.methods.personas.config import PersonasConfig, PoolFrom, Source
+from synth_tasks.methods.personas.config import PersonasConfig, PoolFrom, Source, Template
 from synth_tasks.methods.personas.sources import (FolderFetcher, PassageIndex, WebFetcher, term_shares,
                                                   trending_terms)
 from synth_tasks.prompts import load_prompt, render
 from synth_tasks.quality.decontamination import Decontaminator
 from synth_tasks.quality.filters import NoPlaceholders
-from synth_tasks.quality.judge import LLMJudge
+from synth_tasks.quality.judge import JUDGE_MAX_TOKENS, LLMJudge
 
 if TYPE_CHECKING:  # the stage runner imports pyarrow: not at DAG parse time
     from synth_tasks.export import ExportContext
@@ -401,6 +402,9 @@ def _jobs(cfg: PersonasConfig, p: dict, topics: list[str], queries: list[str], s
             for t in cfg.templates]
 
 
+QUERIES_MAX_TOKENS = 256  # a persona's topics and search queries: a short structured answer
+
+
 def gather(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
     """Each persona writes the topics and search queries it would look up (structured); its
     passages are retrieved from the source (folder corpus or web, BM25); then one job per template."""
@@ -417,7 +421,7 @@ def gather(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
 
     def ask(p: dict):
         return run.llm.chat(_prompt("queries", persona=p["description"], n=str(cfg.queries_per_persona),
-                                    trending=hint), cfg.sampling(f"{p['id']}:queries", 256), response_model=Queries)
+                                    trending=hint), cfg.sampling(f"{p['id']}:queries", QUERIES_MAX_TOKENS), response_model=Queries)
 
     for p, result in run.llm_calls(personas, ask):
         queries = [q.strip() for q in result.parsed.queries if q.strip()][: cfg.queries_per_persona]
@@ -589,3 +593,41 @@ def respond_and_judge(run: StageRun[PersonasConfig], outputs: list[dict]) -> Non
                          output=o["output"], response=done["response"], scores=json.dumps(done["scores"]))
         else:
             run.kept(o["id"], record)
+
+
+# --------------------------------------------------------------------------------------------
+# what a record costs, for the shard plan (``Stage.cost``): the LLM stages by their requests
+# --------------------------------------------------------------------------------------------
+PASS_THROUGH_SECONDS = 0.0001  # respond without ``respond``: records pass unchanged, no call
+
+
+def expand_requests(cfg: PersonasConfig) -> int:
+    """Per input text (expand maps over prepare's shards): each of its personas grows a tree of
+    ``expand_depth`` levels, one request for every persona whose relations are asked for: 1 + n +
+    ... + n^(depth-1) with n relations a persona (the paper's 6 levels of 2: 63 requests)."""
+    return cfg.personas_per_text * sum(cfg.relations_per_persona ** level for level in range(cfg.expand_depth))
+
+
+def generate_requests(cfg: PersonasConfig) -> int:
+    """Per selected persona: one request a template, a dialogue two a turn."""
+    dialogues = sum(t == Template.MULTI_TURN for t in cfg.templates)
+    return len(cfg.templates) - dialogues + dialogues * 2 * cfg.turns
+
+
+def expand_cost(cfg: PersonasConfig) -> float:
+    return llm_seconds(cfg, requests=expand_requests(cfg))
+
+
+def gather_cost(cfg: PersonasConfig) -> float:
+    return 0.0 if cfg.source == Source.NONE else llm_seconds(cfg, requests=1, max_tokens=QUERIES_MAX_TOKENS)
+
+
+def generate_cost(cfg: PersonasConfig) -> float:
+    return llm_seconds(cfg, requests=generate_requests(cfg))
+
+
+def respond_cost(cfg: PersonasConfig) -> float:
+    """Per output: its response, then the judge's scores."""
+    if not cfg.respond:
+        return PASS_THROUGH_SECONDS
+    return llm_seconds(cfg, requests=1) + llm_seconds(cfg, requests=1, max_tokens=JUDGE_MAX_TOKENS)

@@ -488,3 +488,24 @@ def test_the_quality_models_evidence_lines_and_headings_are_read_as_meant():
     assert with_title_prefix(article).startswith("Title: Understanding Hash Maps in Rust\n\nIn the realm")
     assert has_prefix(with_title_prefix(article), "Title:").keep
     assert with_title_prefix("Title: x\n# Part 1") == "Title: x\n# Part 1"
+
+
+# --------------------------------------------------------------------------------------------
+# the shard plan's costs
+# --------------------------------------------------------------------------------------------
+def test_the_declared_requests_are_the_requests_a_run_makes(store, personas_server):
+    """What the shard plan counts per record (``expand_requests``, ``generate_requests``) against
+    the requests each stage made in a run: two expansion levels and a dialogue of three turns."""
+    from synth_tasks.methods.personas.stages import expand_requests, generate_requests
+
+    cfg = PersonasConfig(source="none", expand_depth=2, relations_per_persona=2, max_personas=2, turns=3,
+                         templates=["math_problem", "multi_turn"])
+    assert (expand_requests(cfg), generate_requests(cfg)) == (3 * (1 + 2), 1 + 2 * 3)
+    _, _, summary = _run(store, "costs", cfg, SAMPLE_URL, personas_server)
+    stages = summary["stages"]
+    assert stages["expand"]["usage"]["requests"] == expand_requests(cfg) * stages["text_to_persona"]["input"]
+    assert stages["generate"]["usage"]["requests"] == generate_requests(cfg) * stages["gather"]["input"]
+    assert stages["gather"]["usage"].get("requests", 0) == 0  # no source: no queries asked
+    # without `respond` the respond stage only passes records on: the plan gives it no LLM time
+    respond = METHOD.stage("respond")
+    assert respond.seconds_per_record(cfg) < 0.001 < respond.seconds_per_record(cfg.model_copy(update={"respond": True}))
