@@ -215,9 +215,9 @@ def test_trigger_form_shows_every_param_with_its_description_and_refuses_a_bad_v
     except TimeoutException:
         runs = airflow.dag_runs(dag_id, run_type=["manual"])
         screenshot(browser, f"trigger-not-refused-{dag_id}.png")
+        seeds = [(r.get("conf") or {}).get("seed") for r in runs]
         raise AssertionError(f"no refusal shown; page {browser.current_url}, {len(runs) - runs_before} new "
-                             f"manual run(s); seeds of the manual runs: {[(r.get('conf') or {}).get('seed') for r in runs]}"
-                             ) from None
+                             f"manual run(s); seeds of the manual runs: {seeds}") from None
     assert "1.5 is not of type 'integer'" in error.text
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", error)
     screenshot(browser, f"trigger-refused-{dag_id}.png")

@@ -421,7 +421,8 @@ def gather(run: StageRun[PersonasConfig], personas: list[dict]) -> None:
 
     def ask(p: dict):
         return run.llm.chat(_prompt("queries", persona=p["description"], n=str(cfg.queries_per_persona),
-                                    trending=hint), cfg.sampling(f"{p['id']}:queries", QUERIES_MAX_TOKENS), response_model=Queries)
+                                    trending=hint), cfg.sampling(f"{p['id']}:queries", QUERIES_MAX_TOKENS),
+                            response_model=Queries)
 
     for p, result in run.llm_calls(personas, ask):
         queries = [q.strip() for q in result.parsed.queries if q.strip()][: cfg.queries_per_persona]
