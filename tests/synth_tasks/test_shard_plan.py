@@ -53,3 +53,30 @@ def test_planned_shards_publish_the_same_bytes_as_fixed_shards(tmp_path, dag_id)
     assert sorted(fixed) == sorted(planned) == sorted(many) == sorted(one)
     for name in fixed:
         assert fixed[name] == planned[name] == many[name] == one[name], name
+
+
+def test_every_mapped_stage_without_an_llm_declares_its_cost():
+    """A text stage left on the default 10 ms a record can be far off (curriculum's measure takes
+    30 ms a story, papers' render 3 us a pair), so its tasks carry far more or less than the target:
+    each declares what bench/bench_stage_costs.py (or the method's own benchmark) measured."""
+    from synth_tasks.method import method_names
+
+    undeclared = [f"{name}.{stage.name}" for name in method_names() for stage in load_method(name).stages
+                  if stage.mapped and stage.llm is None and stage.cost is None]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize("dag_id, stage, off, on", [
+    ("papers", "describe", {"describe_figures": False}, {"describe_figures": True}),
+    ("curriculum", "evaluate", {"evaluate": False}, {"evaluate": True}),
+    ("personas", "respond", {"respond": False}, {"respond": True}),
+])
+def test_an_llm_stage_switched_off_passes_its_records_on_in_one_task(dag_id, stage, off, on):
+    """Counted as a request a record, papers' describe without describe_figures cut 1,000 papers
+    into a task for every few papers, each passing them on unchanged."""
+    from synth_tasks.stage import plan_shards
+
+    method = load_method(dag_id)
+    cost = method.stage(stage).seconds_per_record
+    assert plan_shards(1_000, cost(method.config(input_path="unused", **off)), 30.0, None, 1024) == [1_000]
+    assert len(plan_shards(1_000, cost(method.config(input_path="unused", **on)), 30.0, None, 1024)) > 1

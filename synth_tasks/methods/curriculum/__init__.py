@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.curriculum.config import CurriculumConfig
-from synth_tasks.methods.curriculum.stages import (dedup, evaluate, generate, make_questions, measure_items, prepare,
+from synth_tasks.methods.curriculum.stages import (MEASURE_SECONDS, dedup, evaluate, evaluate_cost, generate,
+                                                   make_questions, measure_items, prepare, questions_cost,
                                                    training_records, write_curriculum)
 
 METHOD = Method(
@@ -40,10 +41,10 @@ METHOD = Method(
     stages=(
         Stage("prepare", prepare, mapped=False),
         Stage("generate", generate, llm="llm_conn_id"),
-        Stage("measure", measure_items),
-        Stage("questions", make_questions, llm="llm_conn_id"),
+        Stage("measure", measure_items, cost=MEASURE_SECONDS),
+        Stage("questions", make_questions, llm="llm_conn_id", cost=questions_cost),
         Stage("dedup", dedup, mapped=False),
-        Stage("evaluate", evaluate, llm="eval_conn_id"),
+        Stage("evaluate", evaluate, llm="eval_conn_id", cost=evaluate_cost),
     ),
     export=Export(group_key="id", records=training_records, extra_files=write_curriculum),
     tags=("curriculum", "pretraining"),

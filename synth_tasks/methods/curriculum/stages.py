@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from synth_tasks.draw import stable_int
+from synth_tasks.method import llm_seconds
 from synth_tasks.methods.curriculum.config import CurriculumConfig
 from synth_tasks.methods.curriculum.evaluation import (QUESTION_MODELS, answerable, evaluate_item, normalize,
                                                        stage_report)
@@ -375,3 +376,33 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
     if cfg.check_rising and not check["ok"]:
         raise CurriculumCheckError("difficulty does not rise stage by stage: " + "; ".join(check["problems"]))
     return outputs
+
+
+# --------------------------------------------------------------------------------------------
+# the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD)
+# --------------------------------------------------------------------------------------------
+# measure: readability, vocabulary, compression and the story's sentence embedding against the six
+# stage themes: about 30 ms a story (60 ms of CPU: the embedding uses both cores) once the embedding
+# model is loaded, which takes a task about 4 s once (bench/bench_stage_costs.py, 70 stories of the
+# quality model); declared about twice that.
+MEASURE_SECONDS = 0.06
+
+
+def eval_share(cfg: CurriculumConfig) -> float:
+    """The share of items that are evaluation items where the Params say it, else 1: the stages
+    file decides, and the plan does not read it, so every item may be one."""
+    if cfg.items_per_stage is None or cfg.eval_items_per_stage is None:
+        return 1.0
+    total = cfg.items_per_stage + cfg.eval_items_per_stage
+    return cfg.eval_items_per_stage / total if total else 1.0
+
+
+def questions_cost(cfg: CurriculumConfig) -> float:
+    """One question (question_max_tokens) per evaluation item; a training item passes on."""
+    return llm_seconds(cfg, requests=eval_share(cfg), max_tokens=cfg.question_max_tokens)
+
+
+def evaluate_cost(cfg: CurriculumConfig) -> float:
+    """One answer of the model under test (eval_max_tokens) per evaluation item. Without evaluate
+    every item only passes on: no work to size shards by, so one task."""
+    return llm_seconds(cfg, requests=eval_share(cfg), max_tokens=cfg.eval_max_tokens) if cfg.evaluate else 0.0

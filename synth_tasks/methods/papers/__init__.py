@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.papers.config import PapersConfig
-from synth_tasks.methods.papers.stages import (ASSET, dedup, describe, extract_papers, generate, ground, plan,
+from synth_tasks.methods.papers.stages import (ASSET, PLAN_SECONDS, RENDER_SECONDS, dedup, describe, describe_cost,
+                                               extract_papers, generate, generate_cost, ground, ground_cost, plan,
                                                publish, render_pairs)
 
 METHOD = Method(
@@ -35,13 +36,13 @@ METHOD = Method(
     input_files=("**/*.pdf",),
     stages=(
         Stage("extract", extract_papers, mapped=False),
-        Stage("describe", describe, llm="vision_conn_id"),
+        Stage("describe", describe, llm="vision_conn_id", cost=describe_cost),
         Stage("publish", publish, mapped=False, asset=ASSET),
-        Stage("plan", plan),
-        Stage("generate", generate, llm="llm_conn_id"),
-        Stage("ground", ground),
+        Stage("plan", plan, cost=PLAN_SECONDS),
+        Stage("generate", generate, llm="llm_conn_id", cost=generate_cost),
+        Stage("ground", ground, cost=ground_cost),
         Stage("dedup", dedup, mapped=False),
-        Stage("render", render_pairs),
+        Stage("render", render_pairs, cost=RENDER_SECONDS),
     ),
     export=Export(group_key="paper_id"),
     tags=("qa", "papers", "fine-tuning"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from synth_tasks.draw import distinct_by_weight
 from synth_tasks.llm import embedded
+from synth_tasks.method import llm_seconds
 from synth_tasks.methods.papers.config import PapersConfig
 from synth_tasks.methods.papers.extract import BadPDF, extract_paper, paper_markdown, render_figures
 from synth_tasks.methods.papers.qa import (SINGLE_CONTEXT_TYPES, PaperQA, QAType, answer_with_citations, check_pair,
@@ -333,3 +334,36 @@ def render_pairs(run: StageRun[PapersConfig], pairs: list[dict]) -> None:
             "block_ids": [c["block_id"] for c in p["citations"]], "quotes": [c["quote"] for c in p["citations"]],
             "citations": p["citations"], "answer_support": p["answer_support"], "reasoning_steps": p["reasoning_steps"],
             "sections": p["sections"], "model": p["model"]})
+
+
+# --------------------------------------------------------------------------------------------
+# the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD). The shards
+# of publish hold papers, so plan, generate and ground count per paper the jobs plan makes of it
+# (the plan counted generate as one request a paper: 70 times too few on the corpus papers).
+# Measured on ../shared/corpora/papers by bench/bench_stage_costs.py (2 cores); the seconds are
+# declared about twice the measured.
+# --------------------------------------------------------------------------------------------
+CONTEXTS_PER_PAPER = 35  # section contexts a paper at the default context_max_tokens: 242 in 7 papers
+FIGURES_PER_PAPER = 4  # describe's requests a paper: 29 figures in 7 papers
+PLAN_SECONDS = 0.025  # a paper cut into contexts and its jobs planned: about 13 ms
+GROUND_SECONDS = 0.001  # a pair's quotes found on its cited pages, numbers in their table rows: about 0.4 ms
+RENDER_SECONDS = 0.00001  # a pair as a chat record (render maps over dedup's shards of pairs): 3 us
+
+
+def jobs_per_paper(cfg: PapersConfig) -> int:
+    contexts = min(CONTEXTS_PER_PAPER, cfg.max_contexts_per_paper or CONTEXTS_PER_PAPER)
+    return contexts * cfg.questions_per_context + cfg.multi_hop_per_paper
+
+
+def describe_cost(cfg: PapersConfig) -> float:
+    """One request a figure with describe_figures; without, the papers only pass on: no work to
+    size shards by, so one task (it was counted as a request a paper, a task for every few papers)."""
+    return llm_seconds(cfg, requests=FIGURES_PER_PAPER) if cfg.describe_figures else 0.0
+
+
+def generate_cost(cfg: PapersConfig) -> float:
+    return llm_seconds(cfg, requests=jobs_per_paper(cfg))
+
+
+def ground_cost(cfg: PapersConfig) -> float:
+    return GROUND_SECONDS * jobs_per_paper(cfg)

@@ -30,8 +30,8 @@ from __future__ import annotations
 from synth_tasks.method import Export, Method, Stage
 from synth_tasks.methods.personas.config import PersonasConfig
 from synth_tasks.methods.personas.stages import (
-    HUB_PENDING, dedup_outputs, dedup_personas, expand, expand_cost, filter_outputs, gather, gather_cost, generate,
-    generate_cost, prepare, publish_hub_part, respond_and_judge, respond_cost, select, text_to_persona)
+    HUB_PENDING, dedup_outputs, dedup_personas, expand, expand_cost, filter_cost, filter_outputs, gather, gather_cost,
+    generate, generate_cost, prepare, publish_hub_part, respond_and_judge, respond_cost, select, text_to_persona)
 
 METHOD = Method(
     dag_id="personas",
@@ -45,7 +45,7 @@ METHOD = Method(
         Stage("select", select, mapped=False),
         Stage("gather", gather, llm="llm_conn_id", cost=gather_cost),
         Stage("generate", generate, llm="llm_conn_id", cost=generate_cost),
-        Stage("filter", filter_outputs),
+        Stage("filter", filter_outputs, cost=filter_cost),
         Stage("dedup_outputs", dedup_outputs, mapped=False),
         Stage("respond", respond_and_judge, llm="llm_conn_id", cost=respond_cost),
     ),

@@ -597,9 +597,13 @@ def respond_and_judge(run: StageRun[PersonasConfig], outputs: list[dict]) -> Non
 
 
 # --------------------------------------------------------------------------------------------
-# what a record costs, for the shard plan (``Stage.cost``): the LLM stages by their requests
+# what a record costs, for the shard plan (``Stage.cost``): the LLM stages by their requests, a
+# stage that only passes its records on by none (no work to size by: one task), filter measured
 # --------------------------------------------------------------------------------------------
-PASS_THROUGH_SECONDS = 0.0001  # respond without ``respond``: records pass unchanged, no call
+# filter: prefix, persona restatement, evidence quotes found in the sources and the 13-gram check
+# of math problems: 0.9 ms an output (bench/bench_stage_costs.py, the quality model's outputs);
+# declared about twice that, an output a template of each selected persona
+FILTER_SECONDS = 0.002
 
 
 def expand_requests(cfg: PersonasConfig) -> int:
@@ -627,8 +631,12 @@ def generate_cost(cfg: PersonasConfig) -> float:
     return llm_seconds(cfg, requests=generate_requests(cfg))
 
 
+def filter_cost(cfg: PersonasConfig) -> float:
+    return FILTER_SECONDS * len(cfg.templates)
+
+
 def respond_cost(cfg: PersonasConfig) -> float:
-    """Per output: its response, then the judge's scores."""
+    """Per output: its response, then the judge's scores; without respond the outputs pass on."""
     if not cfg.respond:
-        return PASS_THROUGH_SECONDS
+        return 0.0
     return llm_seconds(cfg, requests=1) + llm_seconds(cfg, requests=1, max_tokens=JUDGE_MAX_TOKENS)

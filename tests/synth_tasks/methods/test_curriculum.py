@@ -411,3 +411,19 @@ def test_a_story_cut_off_at_max_tokens_is_filtered_as_truncated(layout, fault_se
     rows = {r["record_id"]: r for r in run.ledger.rows}
     assert rows["cut"]["outcome"] == "filtered" and rows["cut"]["reason"] == "truncated: cut off at max_tokens=16"
     assert rows["whole"]["outcome"] == "kept" and [o["id"] for o in run.outputs] == ["whole"]
+
+
+def test_questions_and_evaluation_are_costed_by_the_evaluation_items():
+    """Only evaluation items ask a question and get an answer: where the Params give the counts the
+    plan counts their share, else every item as one (the stages file decides)."""
+    from synth_tasks.methods.curriculum import METHOD
+    from synth_tasks.methods.curriculum.config import CurriculumConfig
+
+    questions, evaluate = METHOD.stage("questions"), METHOD.stage("evaluate")
+    unknown = CurriculumConfig(input_path="x")
+    quarter = CurriculumConfig(input_path="x", items_per_stage=30, eval_items_per_stage=10)
+    assert questions.seconds_per_record(quarter) == pytest.approx(questions.seconds_per_record(unknown) / 4)
+    assert evaluate.seconds_per_record(quarter) == pytest.approx(evaluate.seconds_per_record(unknown) / 4)
+    # a question is question_max_tokens long, an answer eval_max_tokens, a story max_tokens
+    assert evaluate.seconds_per_record(unknown) < questions.seconds_per_record(unknown) < \
+        METHOD.stage("generate").seconds_per_record(unknown)

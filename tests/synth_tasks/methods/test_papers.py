@@ -363,3 +363,18 @@ def test_a_line_of_unmapped_glyphs_is_no_heading():
     assert not heading("(cid:25) (cid:3) (cid:17) (cid:9)")
     assert heading("3 Con(cid:2)guration")  # a ligature inside a real word still reads
     assert heading("Related Work")
+
+
+def test_the_plan_counts_a_paper_as_the_jobs_plan_makes_of_it(layout, tmp_path):
+    """publish's shards hold papers, so generate and ground are costed per paper by the jobs plan
+    makes of it (counted as one request a paper before: 70 too few on the corpus papers)."""
+    from synth_tasks.method import llm_seconds
+    from synth_tasks.methods.papers.stages import GROUND_SECONDS, jobs_per_paper
+
+    cfg = PapersConfig(max_contexts_per_paper=2, questions_per_context=2, multi_hop_per_paper=1)
+    folder = _folder(tmp_path, {"paper.pdf": pdfs.two_column_paper()})
+    run_method(METHOD, cfg, layout, f"file://{folder}", until="plan")
+    jobs = _records(layout, "plan")
+    assert len(_records(layout, "publish")) == 1 and len(jobs) == jobs_per_paper(cfg) == 2 * 2 + 1
+    assert METHOD.stage("generate").seconds_per_record(cfg) == pytest.approx(llm_seconds(cfg, 1) * len(jobs))
+    assert METHOD.stage("ground").seconds_per_record(cfg) == pytest.approx(GROUND_SECONDS * len(jobs))
