@@ -19,7 +19,7 @@ the best of ``--repeats`` warm calls over all records (process CPU seconds and w
 the records). The declared cost stands beside it, per record of the stage (the stage's
 ``seconds_per_record(cfg)`` over its fan-out: ground's is declared per paper, filter's per persona).
 
-Run: ``.venv/bin/python bench/bench_stage_costs.py`` on a quiet machine (about 2 minutes on 2
+Run: ``.venv/bin/python bench/bench_stage_costs.py`` on a quiet machine (under a minute on 2
 cores). ``--check`` says whether the results file still describes the code."""
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ MEASURED = ["bench/bench_stage_costs.py", "bench/_common.py", "synth_tasks/stage
             "synth_tasks/methods/curriculum/*.py", "synth_tasks/methods/papers/*.py",
             "synth_tasks/methods/personas/*.py", "synth_tasks/quality/*.py", "synth_tasks/text/*.py"]
 PAPERS = ROOT.parent / "shared" / "corpora" / "papers"
-QUALITY_RUNS = ROOT / "build" / "bench-method-quality"
 COLD_RECORDS = 3
 
 

@@ -57,7 +57,7 @@ def test_planned_shards_publish_the_same_bytes_as_fixed_shards(tmp_path, dag_id)
 
 def test_every_mapped_stage_without_an_llm_declares_its_cost():
     """A text stage left on the default 10 ms a record can be far off (curriculum's measure takes
-    30 ms a story, papers' render 3 us a pair), so its tasks carry far more or less than the target:
+    29 ms a story, papers' render 4 us a pair), so its tasks carry far more or less than the target:
     each declares what bench/bench_stage_costs.py (or the method's own benchmark) measured."""
     from synth_tasks.method import method_names
 
