@@ -506,7 +506,4 @@ def test_the_declared_requests_are_the_requests_a_run_makes(store, personas_serv
     assert stages["expand"]["usage"]["requests"] == expand_requests(cfg) * stages["text_to_persona"]["input"]
     assert stages["generate"]["usage"]["requests"] == generate_requests(cfg) * stages["gather"]["input"]
     assert stages["gather"]["usage"].get("requests", 0) == 0  # no source: no queries asked
-    # without `respond` the respond stage only passes records on: the plan gives it no LLM time
-    respond = METHOD.stage("respond")
-    answered = cfg.model_copy(update={"respond": True})
-    assert respond.seconds_per_record(cfg) < 0.001 < respond.seconds_per_record(answered)
+    # respond with and without `respond`: test_shard_plan's test of the LLM stages switched off
