@@ -4,9 +4,13 @@ stories.
 
 The stories are a curriculum run's ``generate/`` output (every story written, before any filter);
 by default the quality benchmark's curriculum run (``bench_method_quality.py``, 6 stories a stage).
+The committed result is on a held-out run instead (``--partition``; seed 3, 12 stories a stage):
+the theme examples come from a seed-2 run, so stories the examples were drawn from would flatter
+the embedding.
 Each measure says, per story, whether it is about its planned stage's theme:
 
-- ``embedding``: ``theme.closest_stages``, on theme when the closest stage theme is its own;
+- ``embedding``: ``theme.closest_stages`` with the stages file's theme examples, as the measure
+  stage runs it, on theme when the closest stage is its own;
 - ``judge_choice``: the model picks which of the six stage themes (lettered A-F, in the stages
   file's order) the story is mainly about, as structured output (an enum of the six letters);
 - ``judge_yes_no``: the model says yes or no to "is this story mainly <theme>?", asked once with the
@@ -14,7 +18,7 @@ Each measure says, per story, whether it is about its planned stage's theme:
   yes to the first and no to the second.
 
 Run: ``.venv/bin/python bench/bench_curriculum_theme.py [--partition DIR]`` (starts and stops the
-embedded quality model; about 8 minutes on 2 cores for 35 stories). ``--check`` says whether
+embedded quality model; about 8 minutes on 2 cores for 35 stories, 15 for 72). ``--check`` says whether
 bench/results/curriculum_theme.json still describes the code."""
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT, provenance, shown, stale, write_result  # noqa: E402
 
 MEASURED = ["bench/bench_curriculum_theme.py", "synth_tasks/methods/curriculum/theme.py",
-            "synth_tasks/include/configs/curriculum/stages.yaml"]
+            "synth_tasks/include/configs/curriculum/stages.yaml",
+            "synth_tasks/include/configs/curriculum/theme_examples.jsonl"]
 DEFAULT_PARTITION = ("build/bench-method-quality/data/curriculum/"
                      "run-manual__2026-12-07T15~3A28~3A26.768216~2B00~3A00")
 LETTERS = "ABCDEF"
@@ -101,15 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problem else 0
     partition = ROOT / (args[args.index("--partition") + 1] if "--partition" in args else DEFAULT_PARTITION)
 
-    import yaml
-
     from synth_tasks.llm import embedded
+    from synth_tasks.methods.curriculum.stages_file import build_curriculum, parse_stages
     from synth_tasks.methods.curriculum.theme import closest_stages
 
-    stages = yaml.safe_load((ROOT / MEASURED[2]).read_text())["stages"]
-    names, themes = [s["name"] for s in stages], [s.get("theme") or s["title"] for s in stages]
+    folder = (ROOT / MEASURED[2]).parent
+    curriculum = build_curriculum(parse_stages((ROOT / MEASURED[2]).read_text()), lambda rel: (folder / rel).read_text())
+    names, themes = [s.name for s in curriculum.stages], [s.theme or s.title for s in curriculum.stages]
     items = stories(partition)
-    for it, (closest, _) in zip(items, closest_stages([it["text"] for it in items], themes)):
+    for it, (closest, _) in zip(items, closest_stages([it["text"] for it in items], themes, curriculum.theme_examples)):
         it["embedding"] = names[closest]
 
     os.environ.setdefault("SYNTH_RUN_DIR", tempfile.mkdtemp(prefix="theme-bench-run-"))

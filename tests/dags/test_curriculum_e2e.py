@@ -106,6 +106,7 @@ def test_a_stages_file_that_does_not_rise_fails_the_check(curriculum_dag, fault_
     shutil.copytree(src / "vocab", tmp_path / "vocab")
     spec = yaml.safe_load((src / "stages.yaml").read_text())
     spec["stages"] = [spec["stages"][5], spec["stages"][0]]
+    del spec["theme_examples"]  # its stories name the shipped stages; this file keeps two of them
     for s in spec["stages"]:
         s["grade"], s["max_oov"] = [None, None], None
     (tmp_path / "stages.yaml").write_text(yaml.safe_dump(spec))
@@ -125,8 +126,12 @@ def test_embedded_model_run_balances(curriculum_dag, embedded_llm):
     budget): whatever it writes, every item is kept where planned, filtered with its reason or
     failed. No evaluation: the 135M model's questions are rarely answerable, and evaluating nothing
     fails a run (the fake-endpoint test above covers the evaluation)."""
+    # seed 2: the 135M model cuts most stories at 128 tokens; with this seed one training story of
+    # the 12 survives (seeds 0, 1 and 3 keep none since the object and social prompts changed), so
+    # the export has a record to write and the run can fail if none reaches it
     run = run_dag(curriculum_dag, BASE_CONF | {"items_per_stage": 1, "eval_items_per_stage": 1, "max_tokens": 128,
-                                               "question_max_tokens": 96, "check_rising": False, "evaluate": False})
+                                               "question_max_tokens": 96, "check_rising": False, "evaluate": False,
+                                               "seed": 2})
     assert run.state == "success"
     store, base = run.store, run.base
     summary = store.read_json(f"{base}/_summary.json")

@@ -39,7 +39,8 @@ class CurriculumCheckError(RuntimeError):
 def curriculum_json(curriculum) -> str:
     return json.dumps({"spec": curriculum.spec.model_dump(mode="json"),
                        "own_words": [list(w) for w in curriculum.own_words],
-                       "vocabularies": [sorted(v) for v in curriculum.vocabularies]}, sort_keys=True)
+                       "vocabularies": [sorted(v) for v in curriculum.vocabularies],
+                       "theme_examples": [list(e) for e in curriculum.theme_examples]}, sort_keys=True)
 
 
 @lru_cache(maxsize=8)
@@ -48,7 +49,9 @@ def load_curriculum(text: str):
 
     data = json.loads(text)
     return Curriculum(StagesFile.model_validate(data["spec"]), tuple(tuple(w) for w in data["own_words"]),
-                      tuple(frozenset(v) for v in data["vocabularies"]))
+                      tuple(frozenset(v) for v in data["vocabularies"]),
+                      # a run's items written before theme examples existed carry none
+                      tuple(tuple(e) for e in data.get("theme_examples", ())))
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,7 +170,8 @@ def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
     for cjson in {it["curriculum"] for it in items}:  # one per run: its stories embedded in one batch
         mine = [it for it in items if it["curriculum"] == cjson]
         curriculum = load_curriculum(cjson)
-        closest = closest_stages([it["text"] for it in mine], [s.theme or s.title for s in curriculum.stages])
+        closest = closest_stages([it["text"] for it in mine], [s.theme or s.title for s in curriculum.stages],
+                                 curriculum.theme_examples)
         themes.update({it["id"]: c for it, c in zip(mine, closest)})
     for it in items:
         curriculum = load_curriculum(it["curriculum"])
@@ -382,10 +386,11 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
 # the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD)
 # --------------------------------------------------------------------------------------------
 # measure: readability, vocabulary, compression and the story's sentence embedding against the six
-# stage themes: about 30 ms a story (60 ms of CPU: the embedding uses both cores) once the embedding
-# model is loaded, which takes a task about 4 s once (bench/bench_stage_costs.py, 70 stories of the
-# quality model); declared about twice that.
-MEASURE_SECONDS = 0.06
+# stages: 29 ms a story on 70 stories of the quality model, 50 ms (97 ms of CPU: the embedding uses
+# both cores) on 65 longer ones (155 words), once the embedding model is loaded and the theme
+# examples embedded, which takes a task about 8 s once (bench/bench_stage_costs.py); declared about
+# twice the second.
+MEASURE_SECONDS = 0.1
 
 
 def eval_share(cfg: CurriculumConfig) -> float:

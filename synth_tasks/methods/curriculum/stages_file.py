@@ -5,6 +5,7 @@ to and including its own (what a learner at that stage has met)."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,10 +58,13 @@ class StageSpec(StrictModel):
 
 class StagesFile(StrictModel):
     common_vocabulary: str | None = None
+    # stories a reader filed under their stage's theme (JSON Lines of {"stage", "text"}): the theme
+    # measure compares a story with each stage's theme sentence and the centre of its examples
+    theme_examples: str | None = None
     features: list[str] = Field(min_length=1)
     stages: list[StageSpec] = Field(min_length=1)
 
-    @field_validator("common_vocabulary")
+    @field_validator("common_vocabulary", "theme_examples")
     @classmethod
     def _relative(cls, path: str | None) -> str | None:
         return None if path is None else _beside_the_stages_file(path)
@@ -89,6 +93,25 @@ def parse_word_list(text: str) -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def parse_theme_examples(text: str, path: str, stage_names: list[str]) -> dict[str, list[str]]:
+    """The theme examples file: one JSON object a line with the ``stage`` it is an example of and
+    its ``text``; blank lines are skipped. A bad line fails, naming the file and the line."""
+    examples: dict[str, list[str]] = {name: [] for name in stage_names}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or row.get("stage") not in examples:
+            raise ValueError(f"{path} line {number}: 'stage' must name a stage of the file: {stage_names}")
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise ValueError(f"{path} line {number}: 'text' must be a story")
+        examples[row["stage"]].append(row["text"])
+    return examples
+
+
 def slug(index: int, spec: StageSpec) -> str:
     """The stage's folder name in final/: ``stage-01-basic-perception``."""
     return f"stage-{index + 1:02d}-{spec.name}"
@@ -98,11 +121,13 @@ def slug(index: int, spec: StageSpec) -> str:
 class Curriculum:
     """The parsed stages with their word lists resolved: ``own_words[i]`` the stage's own list,
     ``vocabularies[i]`` everything a learner at stage i knows, ``word_stage`` the 1-based stage
-    whose list introduces each word (common words are not in it)."""
+    whose list introduces each word (common words are not in it), ``theme_examples[i]`` the
+    stage's example stories (none without a theme examples file)."""
 
     spec: StagesFile
     own_words: tuple[tuple[str, ...], ...]
     vocabularies: tuple[frozenset[str], ...]
+    theme_examples: tuple[tuple[str, ...], ...] = ()
 
     @property
     def stages(self) -> list[StageSpec]:
@@ -121,7 +146,7 @@ class Curriculum:
 
 
 def build_curriculum(spec: StagesFile, read_text) -> Curriculum:
-    """``read_text(relative path)`` reads a word list beside the stages file."""
+    """``read_text(relative path)`` reads a file beside the stages file (word lists, theme examples)."""
     common = set(parse_word_list(read_text(spec.common_vocabulary))) if spec.common_vocabulary else set()
     own, vocabularies, known = [], [], set(common)
     for s in spec.stages:
@@ -131,4 +156,9 @@ def build_curriculum(spec: StagesFile, read_text) -> Curriculum:
         own.append(tuple(words))
         known |= set(words)
         vocabularies.append(frozenset(known))
-    return Curriculum(spec, tuple(own), tuple(vocabularies))
+    examples = ()
+    if spec.theme_examples:
+        names = [s.name for s in spec.stages]
+        by_stage = parse_theme_examples(read_text(spec.theme_examples), spec.theme_examples, names)
+        examples = tuple(tuple(by_stage[name]) for name in names)
+    return Curriculum(spec, tuple(own), tuple(vocabularies), examples)

@@ -13,7 +13,7 @@ import re
 STORIES = {
     "seeing colours": "{name} has a red ball. The ball is round. It is big and soft. {name} sees a blue box. "
                       "The box has a flat side. The sun is hot. {name} is glad.",
-    "sorted into groups": "{name} has a basket of fruit and a big bag of toys in the kitchen. The apple and the banana are "
+    "sorts them into groups": "{name} has a basket of fruit and a big bag of toys in the kitchen. The apple and the banana are "
                           "fruit, and the truck and the ball are toys. {name} sorts them into two groups on the table. "
                           "Which group does the carrot belong to? It belongs with the fruit and the vegetables.",
     "how they move": "{name} stacked three heavy blocks on the table, one above another. The tower started to tip "
@@ -35,7 +35,7 @@ STORIES = {
                                 "decided that explaining the situation honestly was considerably kinder.",
 }
 NAMES = ["Tom", "Sam", "Ben", "Max", "Kim", "Ann", "Dan", "Liz", "Pat", "Ned", "Jo", "Al", "Bo", "Cy", "Di", "Ed"]
-MASTERED = ("seeing colours", "sorted into groups", "how they move")  # the fake model answers these right
+MASTERED = ("seeing colours", "sorts them into groups", "how they move")  # the fake model answers these right
 
 
 class CurriculumReplies:

@@ -3,6 +3,8 @@ vocabulary, stage assignment, schedules, the rising check, answerability, scorin
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from synth_tasks.methods.curriculum.measures import (flesch_kincaid_grade, lemma_candidates, measure,
@@ -84,6 +86,17 @@ def test_shipped_stages_file(shipped):
     assert all(b_low < a_high for a_high, b_low in zip(high, low[1:]))
     assert all(len(a) < len(b) for a, b in zip(shipped.vocabularies, shipped.vocabularies[1:]))
     assert shipped.word_stage["red"] == 1 and all(1 <= v <= 6 for v in shipped.word_stage.values())
+    assert [len(e) for e in shipped.theme_examples] == [12, 5, 12, 10, 9, 10]  # every stage has examples
+
+
+def test_the_curriculum_travels_with_its_theme_examples(shipped):
+    from synth_tasks.methods.curriculum.stages import curriculum_json, load_curriculum
+
+    assert load_curriculum(curriculum_json(shipped)).theme_examples == shipped.theme_examples
+    # items an earlier version wrote (a run resumed after an upgrade) carry no examples: measured without
+    earlier = json.loads(curriculum_json(shipped))
+    del earlier["theme_examples"]
+    assert load_curriculum(json.dumps(earlier)).theme_examples == ()
 
 
 def test_band_problems_name_the_band(shipped):
@@ -164,6 +177,46 @@ def test_a_stages_file_with_an_empty_band_or_a_path_outside_is_refused():
     with pytest.raises(ConfigError, match=r"grade band \[3.0, 2.0\) is empty"):
         parse_stages(f"features: [a]\nstages: [{stage % ('3, 2', 'x.txt')}]")
     parse_stages(f"features: [a]\nstages: [{stage % ('1, 2', 'x.txt')}]")  # the same stage, valid
+
+
+def test_a_bad_theme_examples_line_names_the_file_and_the_line():
+    from synth_tasks.methods.curriculum.stages_file import parse_theme_examples
+
+    good = '{"stage": "a", "text": "A story."}'
+    assert parse_theme_examples(f"{good}\n\n{good}\n", "ex.jsonl", ["a", "b"]) == {"a": ["A story.", "A story."],
+                                                                                  "b": []}
+    for line, problem in (("{not json", "not JSON"), ('{"stage": "c", "text": "x"}', "'stage' must name a stage"),
+                          ('{"stage": "a", "text": " "}', "'text' must be a story"), ('["a"]', "'stage' must")):
+        with pytest.raises(ValueError, match=f"ex.jsonl line 2: {problem}"):
+            parse_theme_examples(f"{good}\n{line}\n", "ex.jsonl", ["a", "b"])
+
+
+def test_theme_examples_are_read_beside_the_stages_file():
+    from synth_tasks.config import ConfigError
+    from synth_tasks.methods.curriculum.stages_file import build_curriculum, parse_stages
+
+    stage = ("{name: a, title: A, templates: [t], eval_templates: {short_answer: e}, grade: [1, 2], "
+             "vocabulary: x.txt, vocabulary_level: x, items: 1}")
+    with pytest.raises(ConfigError, match="theme_examples.*relative"):
+        parse_stages(f"theme_examples: ../secret.jsonl\nfeatures: [a]\nstages: [{stage}]")
+    files = {"x.txt": "red blue", "ex.jsonl": '{"stage": "a", "text": "A red story."}\n'}
+    curriculum = build_curriculum(parse_stages(f"theme_examples: ex.jsonl\nfeatures: [a]\nstages: [{stage}]"),
+                                  files.__getitem__)
+    assert curriculum.theme_examples == (("A red story.",),)
+    assert build_curriculum(parse_stages(f"features: [a]\nstages: [{stage}]"), files.__getitem__).theme_examples == ()
+
+
+def test_a_stages_examples_draw_it_towards_stories_like_them():
+    from synth_tasks.methods.curriculum.theme import closest_stages
+
+    story = "Tom counted the apples in the bowl: three red ones and two green ones, five in all."
+    themes = ["A story about seeing colours.", "A story with numbers, in which a character counts."]
+    [(alone, by_stage)] = closest_stages([story], themes)
+    counting = ["Mia counted her crayons: four blue and three yellow make seven.",
+                "Sam added the coins in his hand, 2 + 3 = 5, and counted them again to check."]
+    [(with_examples, by_stage_with_examples)] = closest_stages([story], themes, [[], counting])
+    assert by_stage_with_examples[1] > by_stage[1] and with_examples == 1
+    assert by_stage_with_examples[0] == pytest.approx(by_stage[0], abs=1e-3)  # no examples: its sentence alone
 
 
 # ---------------------------------------------------------------------------------------------
