@@ -6,7 +6,8 @@ Each stage function runs as its mapped task runs it (a ``StageRun`` over one sha
 real inputs written by the stage before it:
 
 - curriculum ``measure``: the stories of a curriculum run's ``generate/`` (``--curriculum``; by
-  default the newest curriculum partition under build/, e.g. bench_method_quality.py's);
+  default the newest curriculum partition under build/, e.g. bench_method_quality.py's), measured
+  against the shipped stages file and its theme examples;
 - papers ``plan``: the 7 papers of ../shared/corpora/papers, extracted here (``extract`` to
   ``publish`` through ``run_method``, no figure descriptions);
 - papers ``ground`` and ``render``, personas ``filter``: the pairs and outputs the quality model
@@ -107,7 +108,16 @@ def curriculum_measure(partition: Path, layout, repeats: int) -> dict:
     from synth_tasks.methods.curriculum import METHOD
     from synth_tasks.methods.curriculum.config import CurriculumConfig
 
-    stories = read_parts(partition / "generate")
+    from synth_tasks.methods.curriculum.stages import curriculum_json
+    from synth_tasks.methods.curriculum.stages_file import build_curriculum, parse_stages
+    from synth_tasks.prompts import include_dir
+
+    # measured against the shipped stages file (its theme examples included), as a run started now
+    # would measure them, whatever the run that wrote the stories carried
+    folder = include_dir() / "configs" / "curriculum"
+    shipped = curriculum_json(build_curriculum(parse_stages((folder / "stages.yaml").read_text()),
+                                               lambda rel: (folder / rel).read_text()))
+    stories = [story | {"curriculum": shipped} for story in read_parts(partition / "generate")]
     return {"input": shown(partition / "generate")} | measure_stage(METHOD, "measure", CurriculumConfig(), stories,
                                                                      layout, repeats)
 
