@@ -177,7 +177,7 @@ def read_text_records(store: Store, url: str, text_column: str, id_column: str |
     if suffix.endswith(".parquet"):
         rows = _parquet_rows(url, data, text_column, id_column)
     elif suffix.endswith((".jsonl", ".json")):
-        rows = _jsonl_rows(url, data)
+        rows = jsonl_rows(url, data)
     elif suffix.endswith((".yaml", ".yml")):
         rows = _yaml_rows(url, data)
     else:
@@ -222,7 +222,9 @@ def _parquet_rows(url: str, data: bytes, text_column: str, id_column: str | None
     return [(i + 1, obj, None) for i, obj in enumerate(table.to_pylist())]
 
 
-def _jsonl_rows(url: str, data: bytes):
+def jsonl_rows(url: str, data: bytes) -> list[tuple[int, dict | None, str | None]]:
+    """A JSON Lines file's rows: (line number, the object, None), or (line number, None, what is
+    wrong with the line); blank lines are skipped."""
     rows = []
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():

@@ -5,7 +5,6 @@ to and including its own (what a learner at that stage has met)."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,6 +13,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from synth_tasks.config import StrictModel, parse_config
+from synth_tasks.inputs import jsonl_rows
 
 
 class EvalType(StrEnum):
@@ -97,14 +97,10 @@ def parse_theme_examples(text: str, path: str, stage_names: list[str]) -> dict[s
     """The theme examples file: one JSON object a line with the ``stage`` it is an example of and
     its ``text``; blank lines are skipped. A bad line fails, naming the file and the line."""
     examples: dict[str, list[str]] = {name: [] for name in stage_names}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or row.get("stage") not in examples:
+    for number, row, problem in jsonl_rows(path, text.encode("utf-8")):
+        if problem is not None:
+            raise ValueError(f"{path} line {number}: {problem}")
+        if row.get("stage") not in examples:
             raise ValueError(f"{path} line {number}: 'stage' must name a stage of the file: {stage_names}")
         if not isinstance(row.get("text"), str) or not row["text"].strip():
             raise ValueError(f"{path} line {number}: 'text' must be a story")

@@ -185,8 +185,9 @@ def test_a_bad_theme_examples_line_names_the_file_and_the_line():
     good = '{"stage": "a", "text": "A story."}'
     assert parse_theme_examples(f"{good}\n\n{good}\n", "ex.jsonl", ["a", "b"]) == {"a": ["A story.", "A story."],
                                                                                   "b": []}
-    for line, problem in (("{not json", "not JSON"), ('{"stage": "c", "text": "x"}', "'stage' must name a stage"),
-                          ('{"stage": "a", "text": " "}', "'text' must be a story"), ('["a"]', "'stage' must")):
+    for line, problem in (("{not json", "invalid JSON"), ('{"stage": "c", "text": "x"}', "'stage' must name a stage"),
+                          ('{"stage": "a", "text": " "}', "'text' must be a story"),
+                          ('["a"]', "expected a JSON object, got list")):
         with pytest.raises(ValueError, match=f"ex.jsonl line 2: {problem}"):
             parse_theme_examples(f"{good}\n{line}\n", "ex.jsonl", ["a", "b"])
 
