@@ -92,6 +92,31 @@ class PromptEcho:
         return KEEP
 
 
+# A model declining its task, as the text's opening: "I'm sorry, but I can't assist with that.",
+# "I cannot help with this request", "As an AI language model, ...". Anchored at the very start, with
+# no quotation mark before it, so a story whose character apologises ('"I'm sorry, but I can't
+# come," said Tom.') is not one.
+_REFUSAL = re.compile(
+    r"\s*(?:(?:I'm|I am|I’m) (?:sorry|afraid),? but I (?:can't|can’t|cannot|am unable to|won't|won’t)\b"
+    r"|I (?:can't|can’t|cannot|am unable to|won't|won’t)"
+    r" (?:assist|help|comply|fulfil|fulfill|provide|write|create)\b"
+    r"|As an AI\b)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A reply that declines the task instead of doing it: the quality model wrote "I'm sorry, but
+    I can't assist with that." for a curriculum story in 2 of the 5 samples read by hand here. Not
+    instruct's ``ApologyResponse``, Evol-Instruct's own rule (any "sorry" in a short response), which
+    would drop a short story whose character says sorry."""
+
+    name: str = "refusal"
+
+    def __call__(self, text: str, prompt: str = "") -> Verdict:
+        opening = _REFUSAL.match(text)
+        return drop(f"{self.name}: {opening.group(0).strip()!r}") if opening else KEEP
+
+
 def first_drop(filters, text: str, prompt: str = "") -> Verdict:
     """Run filters in order; the first drop decides (and names the reason)."""
     for f in filters:

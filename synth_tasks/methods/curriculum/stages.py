@@ -20,6 +20,7 @@ from synth_tasks.methods.curriculum.measures import measure
 from synth_tasks.methods.curriculum.schedule import Schedule, measure_stats, rising_check, schedule_phases
 from synth_tasks.methods.curriculum.theme import closest_stages
 from synth_tasks.prompts import load_prompt, render
+from synth_tasks.quality.filters import Refusal
 
 if TYPE_CHECKING:  # the stage runner and the export import pyarrow: not at DAG parse time
     from synth_tasks.export import ExportContext
@@ -161,7 +162,7 @@ def band_problem(stage, m) -> str | None:
 
 def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
     """Measure every story against the stage it was written for (readability, vocabulary, length,
-    compression, operations, theme) and keep it there only when it fits: too short, repetitive,
+    compression, operations, theme) and keep it there only when it fits: a refusal, too short, repetitive,
     outside the stage's grade band or vocabulary, or closer to another stage's theme, it is
     filtered with the reason. A story is never moved to another stage: the stage's content is what
     its prompt asked for, and a rise in difficulty must be measured, not made by sorting."""
@@ -186,7 +187,10 @@ def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
                  "closest_similarity": similarity[closest]}
         audit = {"text": it["text"], "stage": stage.name, "fk_grade": round(m.fk_grade, 2)}
         problem = band_problem(stage, m)
-        if m.n_words < cfg.min_words:
+        refusal = Refusal()(it["text"])
+        if not refusal.keep:  # first: a refusal of any length is no story, and it can sit close to a theme
+            run.filtered(it["id"], refusal.reason, **audit)
+        elif m.n_words < cfg.min_words:
             run.filtered(it["id"], f"too_short: {m.n_words} words < {cfg.min_words}", **audit)
         elif m.compression_ratio < cfg.min_compression_ratio:
             run.filtered(it["id"], f"repetitive: compression ratio {m.compression_ratio:.2f} < "

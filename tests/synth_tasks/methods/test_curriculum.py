@@ -149,6 +149,11 @@ def test_measure_keeps_a_story_in_its_planned_stage_or_filters_it_with_the_reaso
               {"id": "social-cognition:train:0001", "role": "train", "stage": "social-cognition", "stage_index": 5,
                "text": "The big red ball and the small blue square sat together under the bright light of the "
                        "window, where every colour and every shape and every edge could be seen very clearly.",
+               "curriculum": cjson},
+              # a refusal long enough for min_words and close to social cognition's theme: no story all the same
+              {"id": "social-cognition:train:0002", "role": "train", "stage": "social-cognition", "stage_index": 5,
+               "text": "I'm sorry, but I can't assist with that request. Writing a story about what other people "
+                       "think, feel or believe about each other is something I am not able to help with today.",
                "curriculum": cjson}]
     run = StageRun(Stage("measure", measure_items), CurriculumConfig(), layout, 0, 1)
     measure_items(run, items)
@@ -158,7 +163,8 @@ def test_measure_keeps_a_story_in_its_planned_stage_or_filters_it_with_the_reaso
     assert all(o["stage"] == o["id"].split(":")[0] and o["theme"]["closest_stage"] == o["stage"] for o in kept.values())
     assert rows["basic-perception:train:0001"]["reason"].startswith("too_hard_for_stage: grade ")
     assert rows["social-cognition:train:0001"]["reason"].startswith("off_theme: closest to basic-perception (")
-    assert run.counts["measured:social-cognition"] == 2 and run.counts["on_theme:social-cognition"] == 1
+    assert rows["social-cognition:train:0002"]["reason"] == "refusal: \"I'm sorry, but I can't\""
+    assert run.counts["measured:social-cognition"] == 3
     assert kept["abstract-reasoning:train:0000"]["measures"]["vocabulary_stage"] > \
         kept["basic-perception:train:0000"]["measures"]["vocabulary_stage"]
 

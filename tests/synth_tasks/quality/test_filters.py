@@ -1,5 +1,5 @@
 from synth_tasks.methods.mind.stages import SpeakerTurns
-from synth_tasks.quality.filters import MinTokens, PromptEcho, Repetition, first_drop
+from synth_tasks.quality.filters import MinTokens, PromptEcho, Refusal, Repetition, first_drop
 
 GOOD = ("Student 1: The variance is the expected squared deviation from the mean.\n"
         "Student 2: So we square the deviations to get rid of the signs before averaging?\n"
@@ -14,6 +14,17 @@ def test_min_tokens():
     assert MinTokens(100)(GOOD).reason == "too_short: 72 tokens < 100"
     verdict = MinTokens(50)("Student 1: hi\nStudent 2: hello")
     assert verdict.keep is False and verdict.reason.startswith("too_short: ")
+
+
+def test_refusal_is_a_reply_that_opens_by_declining_not_a_character_who_apologises():
+    assert Refusal()("I'm sorry, but I can't assist with that.").reason == "refusal: \"I'm sorry, but I can't\""
+    assert Refusal()("I cannot help with this request.").reason == "refusal: 'I cannot help'"
+    assert Refusal()("  As an AI language model, I do not write stories.").reason == "refusal: 'As an AI'"
+    assert Refusal()("I am afraid, but I am unable to write that story.").keep is False
+    assert Refusal()("\"I'm sorry, but I can't come,\" said Tom. Lily knew he was sad.").keep  # dialogue
+    assert Refusal()("Tom said he was sorry, but he couldn't help it.").keep
+    assert Refusal()("I can't wait to see the red ball, said the cat.").keep  # "can't" but no declining verb
+    assert Refusal()(GOOD).keep
 
 
 def test_speaker_turns():
