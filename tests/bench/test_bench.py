@@ -131,3 +131,15 @@ def test_the_pipeline_and_the_bare_sdk_send_identical_requests(tmp_path):
     assert {"model", "messages", "temperature", "top_p", "max_tokens", "seed"} <= set(first)
     assert bodies("pipeline") == bodies("sdk") == bodies("httpx")
     assert headers("pipeline") == headers("sdk")
+
+
+def test_the_paper_benchmark_reads_one_section_and_names_a_missing_heading():
+    paper = _load("bench_knowledge_graph_paper")
+    text = "# Title\n## 2 Model\nx\n## 3 Implementation\nThe master assigns tasks.\n### 3.1 Overview\nWorkers run them.\n" \
+           "### 3.4 Locality\nNear the data.\n## 4 Refinements\n"
+    assert paper.section(text, "## 3 Implementation", "### 3.4") == \
+        "## 3 Implementation\nThe master assigns tasks.\n### 3.1 Overview\nWorkers run them.\n"
+    with pytest.raises(SystemExit, match="no line '## 5 Results'"):
+        paper.section(text, "## 5 Results", "## 6")
+    with pytest.raises(SystemExit, match="no line starting with '## 9'"):
+        paper.section(text, "## 3 Implementation", "## 9")
