@@ -390,11 +390,11 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
 # the shard plan: seconds of work per record of a shard (Stage(cost=...) in METHOD)
 # --------------------------------------------------------------------------------------------
 # measure: readability, vocabulary, compression and the story's sentence embedding against the six
-# stages: 20-29 ms a story (40-56 ms of CPU: the embedding uses both cores) on quiet runs
-# (bench/bench_stage_costs.py; 70 stories of the quality model, then 65 longer ones), once the
-# embedding model is loaded and the theme examples embedded, which takes a task about 8 s once (a run
-# under load measured 47 ms); declared about twice the quiet figure.
-MEASURE_SECONDS = 0.06
+# stages: 44-62 ms a story (86-103 ms of CPU: the embedding uses both cores) on 65 stories of the
+# quality model (155 words a story; bench/bench_stage_costs.py, four runs at load 0.9-1.2), once the
+# embedding model is loaded and the theme examples embedded, which takes a task 6-8 s once;
+# declared about twice that.
+MEASURE_SECONDS = 0.12
 
 
 def eval_share(cfg: CurriculumConfig) -> float:
