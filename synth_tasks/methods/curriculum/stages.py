@@ -178,6 +178,10 @@ def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
         curriculum = load_curriculum(it["curriculum"])
         index = curriculum.index(it["stage"])
         stage = curriculum.stages[index]
+        refusal = Refusal()(it["text"])
+        if not refusal.keep:  # no story, so none of the stage's measured stories (it can sit close to a theme)
+            run.filtered(it["id"], refusal.reason, text=it["text"], stage=stage.name)
+            continue
         m = measure(it["text"], curriculum.vocabularies[index], curriculum.word_stage)
         closest, similarity = themes[it["id"]]
         on_theme = closest == index
@@ -187,10 +191,7 @@ def measure_items(run: StageRun[CurriculumConfig], items: list[dict]) -> None:
                  "closest_similarity": similarity[closest]}
         audit = {"text": it["text"], "stage": stage.name, "fk_grade": round(m.fk_grade, 2)}
         problem = band_problem(stage, m)
-        refusal = Refusal()(it["text"])
-        if not refusal.keep:  # first: a refusal of any length is no story, and it can sit close to a theme
-            run.filtered(it["id"], refusal.reason, **audit)
-        elif m.n_words < cfg.min_words:
+        if m.n_words < cfg.min_words:
             run.filtered(it["id"], f"too_short: {m.n_words} words < {cfg.min_words}", **audit)
         elif m.compression_ratio < cfg.min_compression_ratio:
             run.filtered(it["id"], f"repetitive: compression ratio {m.compression_ratio:.2f} < "
@@ -391,7 +392,7 @@ def write_curriculum(ctx: ExportContext, train: list[dict], validation: list[dic
 # --------------------------------------------------------------------------------------------
 # measure: readability, vocabulary, compression and the story's sentence embedding against the six
 # stages: 44-62 ms a story (86-103 ms of CPU: the embedding uses both cores) on 65 stories of the
-# quality model (155 words a story; bench/bench_stage_costs.py, four runs at load 0.9-1.2), once the
+# quality model (155 words a story; bench/bench_stage_costs.py, five runs at load 0.9-1.2), once the
 # embedding model is loaded and the theme examples embedded, which takes a task 6-8 s once;
 # declared about twice that.
 MEASURE_SECONDS = 0.12

@@ -164,7 +164,8 @@ def test_measure_keeps_a_story_in_its_planned_stage_or_filters_it_with_the_reaso
     assert rows["basic-perception:train:0001"]["reason"].startswith("too_hard_for_stage: grade ")
     assert rows["social-cognition:train:0001"]["reason"].startswith("off_theme: closest to basic-perception (")
     assert rows["social-cognition:train:0002"]["reason"] == "refusal: \"I'm sorry, but I can't\""
-    assert run.counts["measured:social-cognition"] == 3
+    # the refusal is no story: not one of the stage's measured stories, so not in its theme share
+    assert run.counts["measured:social-cognition"] == 2 and run.counts["on_theme:social-cognition"] == 1
     assert kept["abstract-reasoning:train:0000"]["measures"]["vocabulary_stage"] > \
         kept["basic-perception:train:0000"]["measures"]["vocabulary_stage"]
 
